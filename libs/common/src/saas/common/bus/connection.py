@@ -1,0 +1,64 @@
+"""One NATS connection per process."""
+
+from __future__ import annotations
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from saas.common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class Bus:
+    """Owns the process's NATS connection; reconnects forever, logs state changes."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url = url
+        self.name = name
+        self._nc: NATS | None = None
+        self._closing = False
+
+    async def connect(self, *, connect_timeout: float = 5.0) -> None:
+        async def on_disconnect() -> None:
+            if not self._closing:
+                log.warning("nats disconnected")
+
+        async def on_reconnect() -> None:
+            log.info("nats reconnected")
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats error", error=str(exc))
+
+        self._nc = await nats.connect(
+            servers=[self.url],
+            name=self.name,
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            error_cb=on_error,
+        )
+        log.info("nats connected", url=self.url)
+
+    @property
+    def nc(self) -> NATS:
+        if self._nc is None:
+            raise RuntimeError("bus is not connected")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()

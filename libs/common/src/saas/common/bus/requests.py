@@ -1,0 +1,214 @@
+"""Typed request/reply over NATS.
+
+Subjects are `svc.<service>.<operation>`; every replica of a service joins the queue group named
+after the service, so requests are load-balanced and fail over without discovery. A reply body is
+either `{"data": ...}` or `{"error": {"code", "message", "details"}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import BaseModel, ValidationError
+
+from saas.common.bus.connection import Bus
+from saas.common.bus.principal import HEADER_REQUEST_ID, Principal
+from saas.common.errors import ErrorBody, ErrorCode, ServiceError
+from saas.common.lifecycle import TaskTracker
+from saas.common.logging import get_logger, log_context
+from saas.common.metrics import Metrics
+
+log = get_logger(__name__)
+
+T = TypeVar("T", bound=BaseModel)
+MAX_REQUEST_BYTES = 256 * 1024
+
+
+def subject_for(service: str, operation: str) -> str:
+    return f"svc.{service}.{operation}"
+
+
+class Empty(BaseModel):
+    """A request or reply with no fields."""
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What a handler knows about the request besides its body."""
+
+    request_id: str
+    principal: Principal | None
+    subject: str
+
+
+class BusClient:
+    """Sends typed requests and turns replies into models or `ServiceError`s."""
+
+    def __init__(self, bus: Bus, *, timeout: float = 5.0) -> None:
+        self.bus = bus
+        self.timeout = timeout
+
+    async def request(
+        self,
+        service: str,
+        operation: str,
+        payload: BaseModel | None,
+        reply_model: type[T],
+        *,
+        principal: Principal | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> T:
+        subject = subject_for(service, operation)
+        headers = {HEADER_REQUEST_ID: request_id or str(uuid.uuid4())}
+        if principal:
+            headers.update(principal.to_headers())
+        body = payload.model_dump_json().encode() if payload is not None else b"{}"
+        try:
+            msg = await self.bus.nc.request(subject, body, timeout=timeout or self.timeout, headers=headers)
+        except NoRespondersError:
+            raise ServiceError(ErrorCode.SERVICE_UNAVAILABLE, f"{service} is not available") from None
+        except NatsTimeoutError:
+            raise ServiceError(ErrorCode.TIMEOUT, f"{service} did not answer in time") from None
+        return parse_reply(msg.data, reply_model, service)
+
+
+def parse_reply(raw: bytes, reply_model: type[T], service: str = "service") -> T:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ServiceError(ErrorCode.INTERNAL, f"{service} sent a reply that is not JSON") from None
+    if isinstance(doc, dict) and "error" in doc:
+        try:
+            raise ServiceError.from_body(ErrorBody.model_validate(doc["error"]))
+        except ValidationError:
+            raise ServiceError(ErrorCode.INTERNAL, f"{service} sent a malformed error") from None
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise ServiceError(ErrorCode.INTERNAL, f"{service} sent a malformed reply")
+    try:
+        return reply_model.model_validate(doc["data"])
+    except ValidationError:
+        raise ServiceError(ErrorCode.INTERNAL, f"{service} sent a reply that does not match its contract") from None
+
+
+def encode_reply(data: BaseModel) -> bytes:
+    return b'{"data":' + data.model_dump_json().encode() + b"}"
+
+
+def encode_error(error: ServiceError) -> bytes:
+    return orjson.dumps({"error": error.body().model_dump(mode="json")})
+
+
+Handler = Callable[[Any, RequestContext], Awaitable[BaseModel]]
+
+
+@dataclass
+class _Operation:
+    name: str
+    request_model: type[BaseModel]
+    handler: Handler
+
+
+@dataclass
+class Responder:
+    """A service's request handlers, subscribed in the service's queue group.
+
+        responder = Responder("identity")
+
+        @responder.operation("ping", PingRequest)
+        async def ping(request: PingRequest, ctx: RequestContext) -> PingReply: ...
+    """
+
+    service: str
+    operations: dict[str, _Operation] = field(default_factory=dict)
+    max_concurrency: int = 256
+    _subscriptions: list[Subscription] = field(default_factory=list)
+
+    def operation(self, name: str, request_model: type[BaseModel] = Empty) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            if name in self.operations:
+                raise ValueError(f"operation {name!r} registered twice on {self.service}")
+            self.operations[name] = _Operation(name, request_model, handler)
+            return handler
+
+        return register
+
+    async def start(self, bus: Bus, tasks: TaskTracker, metrics: Metrics | None = None) -> None:
+        requests = duration = None
+        if metrics is not None:
+            requests = metrics.counter("bus_requests_handled_total", "Requests handled over the bus", ("operation", "outcome"))
+            duration = metrics.histogram("bus_request_handle_seconds", "Time to handle a bus request", ("operation",))
+        limit = asyncio.Semaphore(self.max_concurrency)
+
+        for op in self.operations.values():
+            async def on_message(msg: Msg, op: _Operation = op) -> None:
+                # nats-py runs one callback at a time per subscription: hand off to a task so
+                # requests are handled concurrently, and track it so shutdown can wait for it.
+                await limit.acquire()
+                task = tasks.spawn(self._handle(bus, op, msg, requests, duration), name=f"{self.service}.{op.name}")
+                task.add_done_callback(lambda _: limit.release())
+
+            sub = await bus.nc.subscribe(subject_for(self.service, op.name), queue=self.service, cb=on_message)
+            self._subscriptions.append(sub)
+        log.info("responder started", service=self.service, operations=sorted(self.operations))
+
+    async def stop_taking_requests(self) -> None:
+        for sub in self._subscriptions:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already gone: nothing more will arrive anyway
+                pass
+        self._subscriptions.clear()
+
+    async def _handle(self, bus: Bus, op: _Operation, msg: Msg, requests: Any, duration: Any) -> None:
+        headers = msg.headers or {}
+        ctx = RequestContext(
+            request_id=headers.get(HEADER_REQUEST_ID) or str(uuid.uuid4()),
+            principal=Principal.from_headers(headers),
+            subject=msg.subject,
+        )
+        started = time.perf_counter()
+        outcome = "ok"
+        with log_context(
+            request_id=ctx.request_id,
+            user_id=ctx.principal.user_id if ctx.principal else None,
+            tenant_id=ctx.principal.tenant_id if ctx.principal else None,
+        ):
+            try:
+                reply = encode_reply(await self._dispatch(op, msg, ctx))
+            except ServiceError as exc:
+                outcome = exc.code.value
+                reply = encode_error(exc)
+            except Exception:
+                outcome = ErrorCode.INTERNAL.value
+                log.exception("bus handler failed", operation=op.name)
+                reply = encode_error(ServiceError(ErrorCode.INTERNAL, "internal error"))
+            if msg.reply:
+                await bus.nc.publish(msg.reply, reply, headers={HEADER_REQUEST_ID: ctx.request_id})
+        if requests is not None:
+            requests.labels(op.name, outcome).inc()
+            duration.labels(op.name).observe(time.perf_counter() - started)
+
+    @staticmethod
+    async def _dispatch(op: _Operation, msg: Msg, ctx: RequestContext) -> BaseModel:
+        if len(msg.data) > MAX_REQUEST_BYTES:
+            raise ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, f"request body exceeds {MAX_REQUEST_BYTES} bytes")
+        try:
+            request = op.request_model.model_validate_json(msg.data or b"{}")
+        except ValidationError as exc:
+            raise ServiceError(
+                ErrorCode.VALIDATION_ERROR,
+                "request body failed validation",
+                {"errors": exc.errors(include_url=False, include_context=False, include_input=False)},
+            ) from None
+        return await op.handler(request, ctx)

@@ -1,0 +1,1 @@
+"""Request/reply and event contracts shared by every service. Defined once, here."""

@@ -1,0 +1,86 @@
+"""Database engine factory and tenant sessions.
+
+Statement caches are off on both layers (asyncpg's and SQLAlchemy's prepared statements):
+behind PgBouncer in transaction mode a cached plan could run on another tenant's search path.
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from saas.common.settings import DatabaseSSLMode, Settings
+from saas.common.tenant_names import quote_schema, schema_for
+
+
+def _ssl_argument(mode: DatabaseSSLMode) -> Any:
+    if mode is DatabaseSSLMode.DISABLE:
+        return False
+    if mode in (DatabaseSSLMode.PREFER, DatabaseSSLMode.REQUIRE):
+        return mode.value  # asyncpg understands libpq's sslmode names
+    context = ssl_module.create_default_context()
+    context.check_hostname = mode is DatabaseSSLMode.VERIFY_FULL
+    return context
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `create_async_engine`, from the seed's pool settings."""
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_recycle": settings.db_pool_recycle,
+        "pool_pre_ping": settings.db_pool_pre_ping,
+        "connect_args": {
+            "statement_cache_size": 0,  # asyncpg
+            "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg dialect
+            "ssl": _ssl_argument(settings.database_ssl_mode),
+            "server_settings": {"application_name": settings.service_name},
+        },
+    }
+
+
+def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
+    return create_async_engine(settings.database_url, **{**engine_options(settings), **overrides})
+
+
+class Database:
+    """A process's engine and session factory."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Database:
+        return cls(create_engine(settings, **overrides))
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def get_tenant_session(self, slug: str) -> AsyncIterator[AsyncSession]:
+        """A transaction whose search path is the tenant's schema only.
+
+        `SET LOCAL` ends with the transaction, so the connection goes back to the pool with its
+        path at the server default, also behind PgBouncer in transaction mode.
+        """
+        schema = quote_schema(schema_for(slug))
+        async with self.session() as session:
+            await session.execute(text(f"SET LOCAL search_path TO {schema}"))
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,137 @@
+"""Runs the service processes that installed services declare, and stops them in order.
+
+Services declare their processes in the `saas.processes` entry-point group: each entry is a list
+of `ProcessSpec`, so `saas dev` and the end-to-end tests start whatever is installed without this
+library naming a service.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from saas.common.devstack.servers import StackError, _die_with_parent, port_is_free
+
+PROCESSES_GROUP = "saas.processes"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of a service: `saas <args>`, its ops port, and the env key that advertises it."""
+
+    name: str
+    args: tuple[str, ...]
+    default_port: int
+    url_key: str  # e.g. IDENTITY_OPS_URL in .devstack/env
+    port_env: str  # what a person sets to move it in `saas dev`, e.g. GATEWAY_PORT, IDENTITY_OPS_PORT
+    order: int = 50  # lower starts first, stops last
+
+
+def discover_processes() -> list[ProcessSpec]:
+    specs: list[ProcessSpec] = []
+    for ep in entry_points(group=PROCESSES_GROUP):
+        specs.extend(ep.load())
+    return sorted(specs, key=lambda s: (s.order, s.name))
+
+
+@dataclass
+class Child:
+    spec: ProcessSpec
+    port: int
+    log_path: Path | None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Supervisor:
+    """Starts each declared process with the shared environment, waits for readiness, stops them."""
+
+    def __init__(self, env: dict[str, str], *, log_dir: Path | None = None) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.children: list[Child] = []
+
+    def start(self, specs: list[ProcessSpec], ports: dict[str, int] | None = None) -> list[Child]:
+        ports = ports or {}
+        planned = [Child(s, ports.get(s.name, s.default_port), self._log_path(s)) for s in specs]
+        taken = [f"{c.spec.name} port {c.port}" for c in planned if not port_is_free(c.port)]
+        if taken:
+            raise StackError(
+                "cannot start the services, ports already in use: " + ", ".join(taken)
+                + ". Stop whatever holds them (another `saas dev`?), or set GATEWAY_PORT / <SERVICE>_OPS_PORT."
+            )
+        for child in planned:
+            env = {**os.environ, **self.env, child.spec.port_env: str(child.port), "OPS_PORT": str(child.port)}
+            out = open(child.log_path, "ab") if child.log_path else None  # noqa: SIM115 - the child keeps it
+            child.process = subprocess.Popen(
+                [sys.executable, "-m", "saas.common.cli", *child.spec.args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+            if out:
+                out.close()
+            self.children.append(child)
+        return self.children
+
+    def _log_path(self, spec: ProcessSpec) -> Path | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{spec.name}.log"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(self.children)
+        while pending:
+            for child in list(pending):
+                assert child.process is not None
+                if child.process.poll() is not None:
+                    where = f"; see {child.log_path}" if child.log_path else ""
+                    raise StackError(f"{child.spec.name} exited with code {child.process.returncode} while starting{where}")
+                if _ready(child.url):
+                    pending.remove(child)
+            if pending and time.monotonic() > deadline:
+                raise StackError("not ready after %.0fs: %s" % (timeout, ", ".join(c.spec.name for c in pending)))
+            if pending:
+                time.sleep(0.2)
+
+    def exited(self) -> list[Child]:
+        return [c for c in self.children if c.process is not None and c.process.poll() is not None]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM in reverse start order (the gateway first), waiting for each start-order group,
+        so no service goes away while a process in front of it still drains requests into it."""
+        deadline = time.monotonic() + timeout
+        for order in sorted({c.spec.order for c in self.children}, reverse=True):
+            group = [c for c in self.children if c.spec.order == order and c.process is not None]
+            for child in group:
+                if child.process.poll() is None:
+                    child.process.send_signal(signal.SIGTERM)
+            for child in group:
+                try:
+                    child.process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+                    child.process.wait(5)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health/ready", timeout=2) as response:  # noqa: S310 - loopback
+            return response.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,70 @@
+"""Health and readiness: `/health` says the process is alive, `/health/ready` checks each dependency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from saas.common.logging import get_logger
+
+log = get_logger(__name__)
+
+Check = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class HealthChecks:
+    """Named dependency checks; a failing required one makes the process not ready."""
+
+    version: str
+    timeout: float = 2.0
+    checks: dict[str, tuple[Check, bool]] = field(default_factory=dict)
+    draining: bool = False
+
+    def add(self, name: str, check: Check, *, required: bool = True) -> None:
+        self.checks[name] = (check, required)
+
+    async def _run(self, name: str, check: Check) -> tuple[str, str | None]:
+        try:
+            await asyncio.wait_for(check(), timeout=self.timeout)
+            return name, None
+        except TimeoutError:
+            return name, f"no answer within {self.timeout:g}s"
+        except Exception as exc:  # a check reports any failure, it never raises
+            return name, str(exc) or type(exc).__name__
+
+    async def readiness(self) -> tuple[bool, dict[str, object]]:
+        results = await asyncio.gather(*(self._run(n, c) for n, (c, _) in self.checks.items()))
+        body: dict[str, object] = {}
+        failing: dict[str, str] = {}
+        ready = not self.draining
+        for name, error in results:
+            body[name] = "connected" if error is None else "disconnected"
+            if error is not None:
+                failing[name] = error
+                if self.checks[name][1]:
+                    ready = False
+        status = "ready" if ready else ("draining" if self.draining else "not_ready")
+        doc: dict[str, object] = {"status": status, **body}
+        if failing:
+            doc["errors"] = failing
+            log.warning("readiness check failed", errors=failing)
+        return ready, doc
+
+    def router(self) -> APIRouter:
+        router = APIRouter(tags=["operations"])
+
+        @router.get("/health")
+        async def health() -> dict[str, str]:
+            return {"status": "healthy", "version": self.version}
+
+        @router.get("/health/ready")
+        async def ready() -> Response:
+            ok, doc = await self.readiness()
+            return JSONResponse(doc, status_code=200 if ok else 503)
+
+        return router

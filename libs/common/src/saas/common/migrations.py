@@ -1,0 +1,114 @@
+"""Alembic environments: one per owning service plus one shared by every tenant schema.
+
+Each `migrations/<owner>/env.py` is two lines that call `run_owner_env` or `run_tenant_env`; the
+version table lives in the owner's own schema (the tenant's own schema for tenant migrations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import os
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from saas.common.db import engine_options
+from saas.common.settings import Settings
+from saas.common.tenant_names import validate_schema_name
+
+TENANT_SECTION = "tenant"
+
+
+def find_alembic_ini() -> Path:
+    """`MIGRATIONS_DIR`, else the nearest `migrations/alembic.ini` at or above the working directory."""
+    if env := os.environ.get("MIGRATIONS_DIR"):
+        path = Path(env) / "alembic.ini"
+        if not path.exists():
+            raise FileNotFoundError(f"MIGRATIONS_DIR={env} has no alembic.ini")
+        return path
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "migrations" / "alembic.ini"
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError("no migrations/alembic.ini here or above; set MIGRATIONS_DIR")
+
+
+def owner_sections(ini: Path) -> list[str]:
+    parser = configparser.ConfigParser()
+    parser.read(ini)
+    return [s for s in parser.sections() if parser.has_option(s, "script_location") and s != TENANT_SECTION]
+
+
+def alembic_config(ini: Path, section: str) -> Config:
+    return Config(str(ini), ini_section=section)
+
+
+def upgrade_owners(ini: Path, revision: str = "head") -> list[str]:
+    sections = owner_sections(ini)
+    for section in sections:
+        command.upgrade(alembic_config(ini, section), revision)
+    return sections
+
+
+def upgrade_tenant(ini: Path, schema: str, revision: str = "head") -> None:
+    validate_schema_name(schema)
+    command.upgrade(alembic_config(ini, TENANT_SECTION), revision, tag=schema)
+
+
+def _engine():
+    settings = Settings()
+    options = engine_options(settings)
+    return create_async_engine(settings.database_url, poolclass=pool.NullPool, connect_args=options["connect_args"])
+
+
+def _run(schema: str, *, use_search_path: bool) -> None:
+    quoted = '"' + schema + '"'
+
+    def do_run(connection: Connection) -> None:
+        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+        if use_search_path:
+            connection.execute(text(f"SET search_path TO {quoted}"))
+        connection.commit()
+        context.configure(
+            connection=connection,
+            target_metadata=None,
+            version_table_schema=schema,
+            include_schemas=False,
+            transaction_per_migration=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def main() -> None:
+        engine = _engine()
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(do_run)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def run_owner_env(schema: str) -> None:
+    """env.py of a service that owns `schema`."""
+    if context.is_offline_mode():
+        raise SystemExit("offline (--sql) migrations are not supported")
+    _run(schema, use_search_path=False)
+
+
+def run_tenant_env() -> None:
+    """env.py of the tenant tree: `alembic -n tenant upgrade head --tag=tenant_<slug>`."""
+    if context.is_offline_mode():
+        raise SystemExit("offline (--sql) migrations are not supported")
+    tag = context.get_tag_argument()
+    if not tag:
+        raise SystemExit("tenant migrations need --tag=tenant_<slug>")
+    schema = validate_schema_name(tag)
+    _run(schema, use_search_path=True)

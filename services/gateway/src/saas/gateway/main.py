@@ -1,0 +1,42 @@
+"""Wires the gateway: the public FastAPI app on top of the process frame."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from saas.common.process import NATS, REDIS, ServiceProcess
+from saas.gateway import __version__
+from saas.gateway.middleware import RequestContextMiddleware
+from saas.gateway.problems import install_problem_handlers
+from saas.gateway.routes import status
+from saas.gateway.settings import SERVICE, GatewaySettings
+
+API_PREFIX = "/api/v1"
+
+
+def build(settings: GatewaySettings | None = None) -> tuple[ServiceProcess, FastAPI]:
+    settings = settings or GatewaySettings.load()
+    process = ServiceProcess(SERVICE, __version__, settings, needs=(NATS, REDIS))
+    app = process.create_app(title="SaaS API", version=__version__, debug=settings.debug)
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(status.router)
+    app.include_router(api)
+    install_problem_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-Id"],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=process.metrics)
+    return process, app
+
+
+def run() -> None:
+    process, app = build()
+    settings: GatewaySettings = process.settings  # type: ignore[assignment]
+    process.run(app, host=settings.gateway_host, port=settings.gateway_port)

@@ -1,0 +1,1 @@
+"""Public HTTP routes, one module per area."""

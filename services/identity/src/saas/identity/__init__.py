@@ -1,0 +1,3 @@
+"""The identity service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""The tenancy service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Temporal workflows and activities of tenancy, run by `saas tenancy worker`."""
