@@ -23,8 +23,12 @@ def upgrade() -> None:
         sa.Column("slug", sa.String(40), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("status", sa.String(20), nullable=False, server_default="provisioning"),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.UniqueConstraint("slug", name="uq_tenants_slug"),
         sa.CheckConstraint(
             "status IN ('provisioning','ready','failed','suspended','deleting','deleted')",
@@ -35,16 +39,27 @@ def upgrade() -> None:
     op.create_table(
         "workflow_executions",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("tenant_id", sa.Uuid, sa.ForeignKey("public.tenants.id", name="fk_workflow_executions_tenant"), nullable=False),
+        sa.Column(
+            "tenant_id",
+            sa.Uuid,
+            sa.ForeignKey("public.tenants.id", name="fk_workflow_executions_tenant"),
+            nullable=False,
+        ),
         sa.Column("workflow_type", sa.String(100), nullable=False),
         sa.Column("workflow_id", sa.String(200), nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("error_message", sa.Text),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         schema="public",
     )
-    op.create_index("ix_workflow_executions_tenant_id", "workflow_executions", ["tenant_id"], schema="public")
+    op.create_index(
+        "ix_workflow_executions_tenant_id", "workflow_executions", ["tenant_id"], schema="public"
+    )
 
 
 def downgrade() -> None:

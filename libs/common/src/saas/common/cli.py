@@ -19,7 +19,9 @@ COMMANDS_GROUP = "saas.commands"
 
 class SaasGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = set(super().list_commands(ctx)) | {ep.name for ep in entry_points(group=COMMANDS_GROUP)}
+        names = set(super().list_commands(ctx)) | {
+            ep.name for ep in entry_points(group=COMMANDS_GROUP)
+        }
         return sorted(names)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:

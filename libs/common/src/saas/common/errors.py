@@ -64,7 +64,9 @@ class ErrorBody(BaseModel):
 class ServiceError(Exception):
     """An expected failure with a stable code, safe to show to the caller."""
 
-    def __init__(self, code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = ErrorCode(code)
         self.message = message
@@ -85,7 +87,9 @@ class ServiceError(Exception):
         return f"ServiceError({self.code.value!r}, {self.message!r})"
 
 
-def problem(code: ErrorCode, detail: str, *, instance: str | None = None, **extra: Any) -> dict[str, Any]:
+def problem(
+    code: ErrorCode, detail: str, *, instance: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """An RFC 9457 problem document for an error code."""
     doc: dict[str, Any] = {
         "type": f"urn:saas:problem:{code.value}",

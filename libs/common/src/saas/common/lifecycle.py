@@ -17,7 +17,9 @@ class TaskTracker:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
+    ) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -39,7 +41,9 @@ class TaskTracker:
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
         names = sorted(t.get_name() for t in pending)
         if pending:
-            log.warning("shutdown timeout expired with work in flight", count=len(pending), tasks=names)
+            log.warning(
+                "shutdown timeout expired with work in flight", count=len(pending), tasks=names
+            )
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

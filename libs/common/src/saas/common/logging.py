@@ -31,7 +31,9 @@ def _drop_color_message(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str
     return event_dict
 
 
-def configure_logging(service: str, *, level: str = "INFO", fmt: str = "console", stream: Any = None) -> None:
+def configure_logging(
+    service: str, *, level: str = "INFO", fmt: str = "console", stream: Any = None
+) -> None:
     """Configure structlog and the standard library once per process."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -44,7 +46,11 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "console"
     renderer: structlog.types.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-        final = [structlog.processors.format_exc_info, structlog.processors.EventRenamer("message"), renderer]
+        final = [
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("message"),
+            renderer,
+        ]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
         final = [renderer]
@@ -84,7 +90,9 @@ def bind_context(**fields: Any) -> None:
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Bind fields for the duration of a block (a request, a bus message)."""
-    tokens = structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if v is not None})
+    tokens = structlog.contextvars.bind_contextvars(
+        **{k: v for k, v in fields.items() if v is not None}
+    )
     try:
         yield
     finally:

@@ -42,7 +42,11 @@ def find_alembic_ini() -> Path:
 def owner_sections(ini: Path) -> list[str]:
     parser = configparser.ConfigParser()
     parser.read(ini)
-    return [s for s in parser.sections() if parser.has_option(s, "script_location") and s != TENANT_SECTION]
+    return [
+        s
+        for s in parser.sections()
+        if parser.has_option(s, "script_location") and s != TENANT_SECTION
+    ]
 
 
 def alembic_config(ini: Path, section: str) -> Config:
@@ -64,7 +68,9 @@ def upgrade_tenant(ini: Path, schema: str, revision: str = "head") -> None:
 def _engine():
     settings = Settings()
     options = engine_options(settings)
-    return create_async_engine(settings.database_url, poolclass=pool.NullPool, connect_args=options["connect_args"])
+    return create_async_engine(
+        settings.database_url, poolclass=pool.NullPool, connect_args=options["connect_args"]
+    )
 
 
 def _run(schema: str, *, use_search_path: bool) -> None:

@@ -1,14 +1,18 @@
 """The frame every process runs in: resources, ops endpoints, lifespan and graceful shutdown.
 
-A process is an ASGI app served by uvicorn. uvicorn owns the signals: on SIGTERM it stops
-accepting connections and lets in-flight HTTP requests finish (`SHUTDOWN_TIMEOUT`), then runs the
-lifespan's shutdown, where we stop taking bus requests, let in-flight handlers finish within the
-same timeout, run the service's own shutdown hooks, and close pools and connections.
+A process is an ASGI app served by uvicorn. On SIGTERM, at once: uvicorn stops accepting
+connections, and the process stops taking bus requests and runs its drain hooks (a consumer
+stops fetching, the Temporal worker stops polling). uvicorn lets in-flight HTTP requests finish
+(`SHUTDOWN_TIMEOUT`) and then runs the lifespan's shutdown, where in-flight bus handlers get the
+same timeout, what is left is logged by name, the shutdown hooks run, and pools and connections
+close.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -63,7 +67,9 @@ class ServiceProcess:
         self.redis: Redis | None = None
         self.temporal: Any = None
         self._startup: list[Hook] = []
+        self._drain: list[Hook] = []
         self._shutdown: list[Hook] = []
+        self._draining: asyncio.Task[None] | None = None
         if responder is not None:
             self._add_ping(responder)
 
@@ -71,14 +77,25 @@ class ServiceProcess:
         self._startup.append(hook)
         return hook
 
+    def on_drain(self, hook: Hook) -> Hook:
+        """Run at SIGTERM: stop taking new work (and wait for it, if the hook owns it)."""
+        self._drain.append(hook)
+        return hook
+
     def on_shutdown(self, hook: Hook) -> Hook:
+        """Run after in-flight work has finished: release what the startup hooks took."""
         self._shutdown.append(hook)
         return hook
 
     def _add_ping(self, responder: Responder) -> None:
         @responder.operation("ping", Empty)
         async def ping(_: Empty, __: RequestContext) -> PingReply:
-            return PingReply(service=self.name, version=self.version, instance=self.instance, time=datetime.now(UTC))
+            return PingReply(
+                service=self.name,
+                version=self.version,
+                instance=self.instance,
+                time=datetime.now(UTC),
+            )
 
     async def start(self) -> None:
         s = self.settings
@@ -96,7 +113,9 @@ class ServiceProcess:
             self.redis = Redis.from_url(s.redis_url, socket_timeout=s.health_check_timeout)
             self.health.add(REDIS, self._check_redis)
         if TEMPORAL in self.needs:
-            from temporalio.client import Client  # imported here: only the worker and tenancy pay for it
+            from temporalio.client import (
+                Client,  # imported here: only the worker and tenancy pay for it
+            )
 
             self.temporal = await Client.connect(s.temporal_host, namespace=s.temporal_namespace)
             self.health.add(TEMPORAL, self._check_temporal)
@@ -106,17 +125,30 @@ class ServiceProcess:
             await self.responder.start(self.bus, self.tasks, self.metrics)
         log.info("process started", version=self.version)
 
-    async def stop(self) -> None:
-        log.info("shutting down", in_flight=self.tasks.in_flight)
+    def begin_drain(self) -> asyncio.Task[None]:
+        """Stop taking new work; idempotent. Called from the signal handler and from `stop`."""
+        if self._draining is None:
+            self._draining = asyncio.get_running_loop().create_task(self._drain_now(), name="drain")
+        return self._draining
+
+    async def _drain_now(self) -> None:
+        log.info("draining", in_flight=self.tasks.in_flight)
         self.health.draining = True
         if self.responder is not None:
             await self.responder.stop_taking_requests()
-        for hook in reversed(self._shutdown):
+        await self._run_hooks(self._drain)
+
+    async def _run_hooks(self, hooks: list[Hook]) -> None:
+        for hook in reversed(hooks):
             try:
                 await hook(self)
             except Exception:
-                log.exception("shutdown hook failed", hook=getattr(hook, "__name__", repr(hook)))
+                log.exception("hook failed", hook=getattr(hook, "__name__", repr(hook)))
+
+    async def stop(self) -> None:
+        await self.begin_drain()
         await self.tasks.drain(self.settings.shutdown_timeout)
+        await self._run_hooks(self._shutdown)
         if self.bus is not None:
             await self.bus.close()
         if self.redis is not None:
@@ -160,9 +192,13 @@ class ServiceProcess:
         app.state.process = self
         return app
 
-    def run(self, app: FastAPI | None = None, *, host: str | None = None, port: int | None = None) -> None:
+    def run(
+        self, app: FastAPI | None = None, *, host: str | None = None, port: int | None = None
+    ) -> None:
         """Serve until SIGTERM/SIGINT, then shut down gracefully."""
-        configure_logging(self.name, level=self.settings.log_level, fmt=self.settings.effective_log_format)
+        configure_logging(
+            self.name, level=self.settings.log_level, fmt=self.settings.effective_log_format
+        )
         config = uvicorn.Config(
             app or self.create_app(),
             host=host or self.settings.ops_host,
@@ -172,7 +208,26 @@ class ServiceProcess:
             access_log=False,
             timeout_graceful_shutdown=self.settings.shutdown_timeout,  # type: ignore[arg-type],
         )
-        server = uvicorn.Server(config)
+        server = _Server(config, on_exit=self.begin_drain)
+        # uvicorn re-raises the signal it caught once it has shut down; with these no-op handlers
+        # in place a graceful shutdown ends with exit code 0 instead of death by SIGTERM.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         server.run()
         if not server.started:
             raise SystemExit(3)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the process to stop taking bus work the moment a signal lands."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], object]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        try:
+            asyncio.get_running_loop().call_soon(self._on_exit)
+        except RuntimeError:  # no loop yet: the lifespan shutdown will drain
+            pass

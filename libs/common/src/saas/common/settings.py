@@ -31,7 +31,11 @@ class DatabaseSSLMode(StrEnum):
     VERIFY_FULL = "verify-full"
 
 
-SSL_MODES_THAT_REQUIRE = {DatabaseSSLMode.REQUIRE, DatabaseSSLMode.VERIFY_CA, DatabaseSSLMode.VERIFY_FULL}
+SSL_MODES_THAT_REQUIRE = {
+    DatabaseSSLMode.REQUIRE,
+    DatabaseSSLMode.VERIFY_CA,
+    DatabaseSSLMode.VERIFY_FULL,
+}
 
 
 class InsecureConfigurationError(ValueError):
@@ -52,7 +56,9 @@ class Settings(BaseSettings):
     debug: bool = False
     service_name: str = "saas"
     log_level: str = "INFO"
-    log_format: str | None = Field(default=None, description="json or console; by APP_ENV when unset")
+    log_format: str | None = Field(
+        default=None, description="json or console; by APP_ENV when unset"
+    )
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/saas"
     database_ssl_mode: DatabaseSSLMode = DatabaseSSLMode.DISABLE
@@ -73,7 +79,9 @@ class Settings(BaseSettings):
 
     ops_host: str = "127.0.0.1"
     ops_port: int = Field(default=0, ge=0, le=65535)
-    shutdown_timeout: float = Field(default=20.0, gt=0, description="seconds in-flight work may take after SIGTERM")
+    shutdown_timeout: float = Field(
+        default=20.0, gt=0, description="seconds in-flight work may take after SIGTERM"
+    )
     bus_request_timeout: float = Field(default=5.0, gt=0)
     health_check_timeout: float = Field(default=2.0, gt=0)
 
@@ -90,7 +98,7 @@ class Settings(BaseSettings):
         # Operators paste plain postgres URLs; the services always speak asyncpg.
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value[len(prefix):]
+                return "postgresql+asyncpg://" + value[len(prefix) :]
         return value
 
     @classmethod

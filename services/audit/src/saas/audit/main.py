@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from saas.audit import __version__
 from saas.common.bus import Responder
 from saas.common.process import DATABASE, NATS, ServiceProcess
 from saas.common.settings import Settings
-from saas.audit import __version__
 
 SERVICE = "audit"
 
@@ -18,4 +18,6 @@ class AuditSettings(Settings):
 def build(settings: AuditSettings | None = None) -> ServiceProcess:
     settings = settings or AuditSettings.load()
     responder = Responder(SERVICE)
-    return ServiceProcess(SERVICE, __version__, settings, needs=(DATABASE, NATS), responder=responder)
+    return ServiceProcess(
+        SERVICE, __version__, settings, needs=(DATABASE, NATS), responder=responder
+    )

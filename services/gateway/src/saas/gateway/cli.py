@@ -6,7 +6,9 @@ import click
 
 from saas.common.devstack.supervisor import ProcessSpec
 
-PROCESSES = [ProcessSpec("gateway", ("gateway",), 8000, "GATEWAY_OPS_URL", "GATEWAY_PORT", order=90)]
+PROCESSES = [
+    ProcessSpec("gateway", ("gateway",), 8000, "GATEWAY_OPS_URL", "GATEWAY_PORT", order=90)
+]
 
 
 @click.command()

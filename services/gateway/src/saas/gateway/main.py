@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from saas.common.process import NATS, REDIS, ServiceProcess
@@ -12,16 +12,12 @@ from saas.gateway.problems import install_problem_handlers
 from saas.gateway.routes import status
 from saas.gateway.settings import SERVICE, GatewaySettings
 
-API_PREFIX = "/api/v1"
-
 
 def build(settings: GatewaySettings | None = None) -> tuple[ServiceProcess, FastAPI]:
     settings = settings or GatewaySettings.load()
     process = ServiceProcess(SERVICE, __version__, settings, needs=(NATS, REDIS))
     app = process.create_app(title="SaaS API", version=__version__, debug=settings.debug)
-    api = APIRouter(prefix=API_PREFIX)
-    api.include_router(status.router)
-    app.include_router(api)
+    app.include_router(status.router)
     install_problem_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

@@ -30,8 +30,12 @@ def incoming_request_id(scope: Scope) -> str:
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
-        self.requests = metrics.counter("http_requests_total", "HTTP requests", ("method", "route", "status"))
-        self.latency = metrics.histogram("http_request_duration_seconds", "HTTP request latency", ("method", "route"))
+        self.requests = metrics.counter(
+            "http_requests_total", "HTTP requests", ("method", "route", "status")
+        )
+        self.latency = metrics.histogram(
+            "http_request_duration_seconds", "HTTP request latency", ("method", "route")
+        )
         self.in_flight = metrics.gauge("http_requests_in_flight", "HTTP requests being handled")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

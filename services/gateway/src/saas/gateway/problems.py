@@ -16,8 +16,16 @@ PROBLEM_JSON = "application/problem+json"
 _CODE_FOR_STATUS = {status: code for code, status in HTTP_STATUS.items()}
 
 
-def problem_response(request: Request, code: ErrorCode, detail: str, *, status: int | None = None, **extra: object) -> JSONResponse:
-    doc = problem(code, detail, instance=request.url.path, request_id=getattr(request.state, "request_id", None), **extra)
+def problem_response(
+    request: Request, code: ErrorCode, detail: str, *, status: int | None = None, **extra: object
+) -> JSONResponse:
+    doc = problem(
+        code,
+        detail,
+        instance=request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+        **extra,
+    )
     if status is not None:
         doc["status"] = status
     return JSONResponse(doc, status_code=doc["status"], media_type=PROBLEM_JSON)
@@ -26,12 +34,22 @@ def problem_response(request: Request, code: ErrorCode, detail: str, *, status: 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return problem_response(request, exc.code, exc.message, **({"errors": exc.details.get("errors")} if exc.details else {}))
+        return problem_response(
+            request,
+            exc.code,
+            exc.message,
+            **({"errors": exc.details.get("errors")} if exc.details else {}),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
-        return problem_response(request, ErrorCode.VALIDATION_ERROR, "request failed validation", errors=errors)
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return problem_response(
+            request, ErrorCode.VALIDATION_ERROR, "request failed validation", errors=errors
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

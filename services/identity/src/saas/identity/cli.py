@@ -6,7 +6,9 @@ import click
 
 from saas.common.devstack.supervisor import ProcessSpec
 
-PROCESSES = [ProcessSpec("identity", ("identity",), 8001, "IDENTITY_OPS_URL", "IDENTITY_OPS_PORT", order=10)]
+PROCESSES = [
+    ProcessSpec("identity", ("identity",), 8001, "IDENTITY_OPS_URL", "IDENTITY_OPS_PORT", order=10)
+]
 
 
 @click.group(invoke_without_command=True)

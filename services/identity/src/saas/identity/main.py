@@ -18,4 +18,6 @@ class IdentitySettings(Settings):
 def build(settings: IdentitySettings | None = None) -> ServiceProcess:
     settings = settings or IdentitySettings.load()
     responder = Responder(SERVICE)
-    return ServiceProcess(SERVICE, __version__, settings, needs=(DATABASE, NATS), responder=responder)
+    return ServiceProcess(
+        SERVICE, __version__, settings, needs=(DATABASE, NATS), responder=responder
+    )

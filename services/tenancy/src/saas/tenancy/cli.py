@@ -8,7 +8,14 @@ from saas.common.devstack.supervisor import ProcessSpec
 
 PROCESSES = [
     ProcessSpec("tenancy", ("tenancy",), 8002, "TENANCY_OPS_URL", "TENANCY_OPS_PORT", order=10),
-    ProcessSpec("tenancy-worker", ("tenancy", "worker"), 8004, "TENANCY_WORKER_OPS_URL", "TENANCY_WORKER_OPS_PORT", order=20),
+    ProcessSpec(
+        "tenancy-worker",
+        ("tenancy", "worker"),
+        8004,
+        "TENANCY_WORKER_OPS_URL",
+        "TENANCY_WORKER_OPS_PORT",
+        order=20,
+    ),
 ]
 
 

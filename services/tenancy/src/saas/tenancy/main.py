@@ -20,4 +20,6 @@ class TenancySettings(Settings):
 def build(settings: TenancySettings | None = None) -> ServiceProcess:
     settings = settings or TenancySettings.load()
     responder = Responder(SERVICE)
-    return ServiceProcess(SERVICE, __version__, settings, needs=(DATABASE, NATS, TEMPORAL), responder=responder)
+    return ServiceProcess(
+        SERVICE, __version__, settings, needs=(DATABASE, NATS, TEMPORAL), responder=responder
+    )

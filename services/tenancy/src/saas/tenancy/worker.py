@@ -24,7 +24,11 @@ class WorkerSettings(TenancySettings):
 def build(settings: WorkerSettings | None = None) -> ServiceProcess:
     settings = settings or WorkerSettings.load()
     process = ServiceProcess(
-        PROCESS, __version__, settings, needs=(DATABASE, NATS, TEMPORAL), responder=Responder(PROCESS)
+        PROCESS,
+        __version__,
+        settings,
+        needs=(DATABASE, NATS, TEMPORAL),
+        responder=Responder(PROCESS),
     )
     state: dict[str, object] = {}
 
@@ -40,7 +44,7 @@ def build(settings: WorkerSettings | None = None) -> ServiceProcess:
         state["worker"] = worker
         state["task"] = asyncio.create_task(worker.run(), name="temporal-worker")
 
-    @process.on_shutdown
+    @process.on_drain
     async def stop_worker(_: ServiceProcess) -> None:
         worker = state.get("worker")
         if isinstance(worker, Worker):

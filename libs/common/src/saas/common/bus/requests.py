@@ -75,9 +75,13 @@ class BusClient:
             headers.update(principal.to_headers())
         body = payload.model_dump_json().encode() if payload is not None else b"{}"
         try:
-            msg = await self.bus.nc.request(subject, body, timeout=timeout or self.timeout, headers=headers)
+            msg = await self.bus.nc.request(
+                subject, body, timeout=timeout or self.timeout, headers=headers
+            )
         except NoRespondersError:
-            raise ServiceError(ErrorCode.SERVICE_UNAVAILABLE, f"{service} is not available") from None
+            raise ServiceError(
+                ErrorCode.SERVICE_UNAVAILABLE, f"{service} is not available"
+            ) from None
         except NatsTimeoutError:
             raise ServiceError(ErrorCode.TIMEOUT, f"{service} did not answer in time") from None
         return parse_reply(msg.data, reply_model, service)
@@ -98,7 +102,9 @@ def parse_reply(raw: bytes, reply_model: type[T], service: str = "service") -> T
     try:
         return reply_model.model_validate(doc["data"])
     except ValidationError:
-        raise ServiceError(ErrorCode.INTERNAL, f"{service} sent a reply that does not match its contract") from None
+        raise ServiceError(
+            ErrorCode.INTERNAL, f"{service} sent a reply that does not match its contract"
+        ) from None
 
 
 def encode_reply(data: BaseModel) -> bytes:
@@ -123,10 +129,10 @@ class _Operation:
 class Responder:
     """A service's request handlers, subscribed in the service's queue group.
 
-        responder = Responder("identity")
+    responder = Responder("identity")
 
-        @responder.operation("ping", PingRequest)
-        async def ping(request: PingRequest, ctx: RequestContext) -> PingReply: ...
+    @responder.operation("ping", PingRequest)
+    async def ping(request: PingRequest, ctx: RequestContext) -> PingReply: ...
     """
 
     service: str
@@ -134,7 +140,9 @@ class Responder:
     max_concurrency: int = 256
     _subscriptions: list[Subscription] = field(default_factory=list)
 
-    def operation(self, name: str, request_model: type[BaseModel] = Empty) -> Callable[[Handler], Handler]:
+    def operation(
+        self, name: str, request_model: type[BaseModel] = Empty
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             if name in self.operations:
                 raise ValueError(f"operation {name!r} registered twice on {self.service}")
@@ -146,19 +154,30 @@ class Responder:
     async def start(self, bus: Bus, tasks: TaskTracker, metrics: Metrics | None = None) -> None:
         requests = duration = None
         if metrics is not None:
-            requests = metrics.counter("bus_requests_handled_total", "Requests handled over the bus", ("operation", "outcome"))
-            duration = metrics.histogram("bus_request_handle_seconds", "Time to handle a bus request", ("operation",))
+            requests = metrics.counter(
+                "bus_requests_handled_total",
+                "Requests handled over the bus",
+                ("operation", "outcome"),
+            )
+            duration = metrics.histogram(
+                "bus_request_handle_seconds", "Time to handle a bus request", ("operation",)
+            )
         limit = asyncio.Semaphore(self.max_concurrency)
 
         for op in self.operations.values():
+
             async def on_message(msg: Msg, op: _Operation = op) -> None:
                 # nats-py runs one callback at a time per subscription: hand off to a task so
                 # requests are handled concurrently, and track it so shutdown can wait for it.
                 await limit.acquire()
-                task = tasks.spawn(self._handle(bus, op, msg, requests, duration), name=f"{self.service}.{op.name}")
+                task = tasks.spawn(
+                    self._handle(bus, op, msg, requests, duration), name=f"{self.service}.{op.name}"
+                )
                 task.add_done_callback(lambda _: limit.release())
 
-            sub = await bus.nc.subscribe(subject_for(self.service, op.name), queue=self.service, cb=on_message)
+            sub = await bus.nc.subscribe(
+                subject_for(self.service, op.name), queue=self.service, cb=on_message
+            )
             self._subscriptions.append(sub)
         log.info("responder started", service=self.service, operations=sorted(self.operations))
 
@@ -170,7 +189,9 @@ class Responder:
                 pass
         self._subscriptions.clear()
 
-    async def _handle(self, bus: Bus, op: _Operation, msg: Msg, requests: Any, duration: Any) -> None:
+    async def _handle(
+        self, bus: Bus, op: _Operation, msg: Msg, requests: Any, duration: Any
+    ) -> None:
         headers = msg.headers or {}
         ctx = RequestContext(
             request_id=headers.get(HEADER_REQUEST_ID) or str(uuid.uuid4()),
@@ -202,13 +223,19 @@ class Responder:
     @staticmethod
     async def _dispatch(op: _Operation, msg: Msg, ctx: RequestContext) -> BaseModel:
         if len(msg.data) > MAX_REQUEST_BYTES:
-            raise ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, f"request body exceeds {MAX_REQUEST_BYTES} bytes")
+            raise ServiceError(
+                ErrorCode.PAYLOAD_TOO_LARGE, f"request body exceeds {MAX_REQUEST_BYTES} bytes"
+            )
         try:
             request = op.request_model.model_validate_json(msg.data or b"{}")
         except ValidationError as exc:
             raise ServiceError(
                 ErrorCode.VALIDATION_ERROR,
                 "request body failed validation",
-                {"errors": exc.errors(include_url=False, include_context=False, include_input=False)},
+                {
+                    "errors": exc.errors(
+                        include_url=False, include_context=False, include_input=False
+                    )
+                },
             ) from None
         return await op.handler(request, ctx)

@@ -13,7 +13,12 @@ from saas.common.devstack.servers import EmbeddedStack, StackError, StackPorts
 from saas.common.devstack.supervisor import Supervisor, discover_processes
 
 # Which embedded server stands in for which connection variable.
-SERVER_FOR = {"DATABASE_URL": "postgres", "NATS_URL": "nats", "REDIS_URL": "valkey", "TEMPORAL_HOST": "temporal"}
+SERVER_FOR = {
+    "DATABASE_URL": "postgres",
+    "NATS_URL": "nats",
+    "REDIS_URL": "valkey",
+    "TEMPORAL_HOST": "temporal",
+}
 
 
 def _write_env(path: Path, values: dict[str, str]) -> None:
@@ -21,9 +26,16 @@ def _write_env(path: Path, values: dict[str, str]) -> None:
 
 
 @click.command()
-@click.option("--root", type=click.Path(path_type=Path), default=lambda: os.environ.get("DEVSTACK_DIR", ".devstack"),
-              show_default=".devstack", help="where data, logs, mail and the env file live")
-@click.option("--ready-timeout", default=90.0, show_default=True, help="seconds to wait for every process")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("DEVSTACK_DIR", ".devstack"),
+    show_default=".devstack",
+    help="where data, logs, mail and the env file live",
+)
+@click.option(
+    "--ready-timeout", default=90.0, show_default=True, help="seconds to wait for every process"
+)
 def dev(root: Path, ready_timeout: float) -> None:
     """Start embedded servers (unless their URLs are set), migrate, and run every service."""
     root = root.resolve()
@@ -46,7 +58,9 @@ def dev(root: Path, ready_timeout: float) -> None:
             click.echo(f"starting embedded {', '.join(sorted(missing))} in {root} ...")
             stack.start(only=missing)
         env = {var: os.environ.get(var) or stack.env()[var] for var in SERVER_FOR}
-        env["TEMPORAL_UI_URL"] = os.environ.get("TEMPORAL_UI_URL") or stack.env().get("TEMPORAL_UI_URL", "")
+        env["TEMPORAL_UI_URL"] = os.environ.get("TEMPORAL_UI_URL") or stack.env().get(
+            "TEMPORAL_UI_URL", ""
+        )
         env["MAIL_DIR"] = str(root / "mail")
         env.setdefault("APP_ENV", os.environ.get("APP_ENV", "development"))
         os.environ.update(env)
@@ -78,7 +92,9 @@ def dev(root: Path, ready_timeout: float) -> None:
         while not stopping:
             dead = supervisor.exited()
             if dead:
-                names = ", ".join(f"{c.spec.name} (exit {c.process.returncode})" for c in dead if c.process)
+                names = ", ".join(
+                    f"{c.spec.name} (exit {c.process.returncode})" for c in dead if c.process
+                )
                 raise StackError(f"stopped because a process exited: {names}")
             time.sleep(0.3)
     except StackError as exc:

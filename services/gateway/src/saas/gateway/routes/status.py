@@ -13,8 +13,9 @@ from saas.common.bus.requests import Empty
 from saas.common.contracts.system import PingReply
 from saas.common.errors import ServiceError
 from saas.gateway.dependencies import BusClientDep, SettingsDep
+from saas.gateway.routes import API_PREFIX
 
-router = APIRouter(tags=["status"])
+router = APIRouter(prefix=API_PREFIX, tags=["status"])
 
 SERVICES = ("identity", "tenancy", "audit", "tenancy-worker")
 
@@ -42,12 +43,19 @@ async def status(request: Request, client: BusClientDep, settings: SettingsDep) 
         started = time.perf_counter()
         try:
             reply = await client.request(
-                service, "ping", Empty(), PingReply, request_id=request_id, timeout=settings.status_timeout
+                service,
+                "ping",
+                Empty(),
+                PingReply,
+                request_id=request_id,
+                timeout=settings.status_timeout,
             )
         except ServiceError as exc:
             return service, ServiceStatus(status="down", error=exc.code.value, message=exc.message)
         rtt = round((time.perf_counter() - started) * 1000, 3)
-        return service, ServiceStatus(status="up", version=reply.version, instance=reply.instance, rtt_ms=rtt)
+        return service, ServiceStatus(
+            status="up", version=reply.version, instance=reply.instance, rtt_ms=rtt
+        )
 
     results = dict(await asyncio.gather(*(ask(s) for s in SERVICES)))
     overall = "ok" if all(r.status == "up" for r in results.values()) else "degraded"

@@ -1,0 +1,45 @@
+# One command to run the stack, one to test it. Needs only Python 3.11+ and make:
+# uv is bootstrapped into .tools/ and installs everything else from the lock file.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON := $(shell command -v $(PYTHON))
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install dev test test-unit test-integration test-e2e bench lint asyncapi clean
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --locked --all-packages
+	@touch $@
+
+install: $(VENV)/.synced
+
+dev: install
+	$(VENV)/bin/saas dev
+
+test: install
+	$(VENV)/bin/pytest
+
+test-unit: install
+	$(VENV)/bin/pytest tests/unit
+
+test-integration: install
+	$(VENV)/bin/pytest tests/integration
+
+test-e2e: install
+	$(VENV)/bin/pytest tests/e2e
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(TOOLS) $(VENV) .pytest_cache .ruff_cache

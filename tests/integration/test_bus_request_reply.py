@@ -1,0 +1,156 @@
+"""Request/reply over a real NATS server: replies, error codes, timeouts, no responders."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel, Field
+
+from saas.common.bus import Bus, BusClient, Principal, RequestContext, Responder
+from saas.common.errors import ErrorCode, ServiceError
+from saas.common.metrics import Metrics
+
+
+class Greet(BaseModel):
+    name: str = Field(min_length=1, max_length=20)
+    delay: float = 0.0
+
+
+class Greeting(BaseModel):
+    text: str
+    request_id: str
+    user_id: str | None = None
+    tenant_id: str | None = None
+    role: str | None = None
+
+
+def make_responder(service: str, label: str = "a") -> Responder:
+    responder = Responder(service)
+
+    @responder.operation("greet", Greet)
+    async def greet(request: Greet, ctx: RequestContext) -> Greeting:
+        await asyncio.sleep(request.delay)
+        p = ctx.principal
+        return Greeting(
+            text=f"hello {request.name} from {label}",
+            request_id=ctx.request_id,
+            user_id=p.user_id if p else None,
+            tenant_id=p.tenant_id if p else None,
+            role=p.role if p else None,
+        )
+
+    @responder.operation("fail", Greet)
+    async def fail(request: Greet, ctx: RequestContext) -> Greeting:
+        raise ServiceError(
+            ErrorCode.CONFLICT, f"{request.name} already exists", {"name": request.name}
+        )
+
+    @responder.operation("crash", Greet)
+    async def crash(request: Greet, ctx: RequestContext) -> Greeting:
+        raise RuntimeError("secret internal detail")
+
+    return responder
+
+
+@pytest.fixture
+async def service(bus: Bus, tasks, unique):
+    name = f"svc{unique}"
+    responder = make_responder(name)
+    await responder.start(bus, tasks, Metrics())
+    yield name, responder
+    await responder.stop_taking_requests()
+
+
+async def test_typed_reply_carries_request_id_and_principal(client: BusClient, service):
+    name, _ = service
+    principal = Principal(user_id="u-1", tenant_id="t-1", role="admin")
+    reply = await client.request(
+        name, "greet", Greet(name="ada"), Greeting, principal=principal, request_id="req-42"
+    )
+    assert reply.text == "hello ada from a"
+    assert (reply.request_id, reply.user_id, reply.tenant_id, reply.role) == (
+        "req-42",
+        "u-1",
+        "t-1",
+        "admin",
+    )
+
+
+async def test_service_error_keeps_its_stable_code(client, service):
+    with pytest.raises(ServiceError) as caught:
+        await client.request(service[0], "fail", Greet(name="acme"), Greeting)
+    assert caught.value.code is ErrorCode.CONFLICT
+    assert caught.value.http_status == 409
+    assert caught.value.details == {"name": "acme"}
+
+
+async def test_invalid_request_body_is_a_validation_error(bus: Bus, client, service):
+    class Loose(BaseModel):
+        name: str
+
+    with pytest.raises(ServiceError) as caught:
+        await client.request(service[0], "greet", Loose(name=""), Greeting)
+    assert caught.value.code is ErrorCode.VALIDATION_ERROR
+    assert caught.value.details["errors"][0]["loc"] == ["name"]
+
+
+async def test_garbage_body_is_a_validation_error_not_a_crash(bus: Bus, service):
+    msg = await bus.nc.request(f"svc.{service[0]}.greet", b"\x00not json", timeout=1)
+    assert b'"validation_error"' in msg.data
+
+
+async def test_oversized_request_is_refused(bus: Bus, service):
+    msg = await bus.nc.request(f"svc.{service[0]}.greet", b"{" + b" " * 300_000 + b"}", timeout=2)
+    assert b'"payload_too_large"' in msg.data
+
+
+async def test_unexpected_exception_is_internal_and_hides_the_detail(client, service):
+    with pytest.raises(ServiceError) as caught:
+        await client.request(service[0], "crash", Greet(name="x"), Greeting)
+    assert caught.value.code is ErrorCode.INTERNAL
+    assert "secret" not in caught.value.message
+
+
+async def test_no_responder_is_service_unavailable(client, unique):
+    with pytest.raises(ServiceError) as caught:
+        await client.request(f"nobody{unique}", "greet", Greet(name="x"), Greeting)
+    assert caught.value.code is ErrorCode.SERVICE_UNAVAILABLE
+    assert caught.value.http_status == 503
+
+
+async def test_slow_responder_is_a_timeout(client, service):
+    with pytest.raises(ServiceError) as caught:
+        await client.request(service[0], "greet", Greet(name="x", delay=1.0), Greeting, timeout=0.2)
+    assert caught.value.code is ErrorCode.TIMEOUT
+    assert caught.value.http_status == 504
+
+
+async def test_requests_are_handled_concurrently(client, service):
+    started = asyncio.get_running_loop().time()
+    replies = await asyncio.gather(
+        *(
+            client.request(service[0], "greet", Greet(name=f"n{i}", delay=0.3), Greeting)
+            for i in range(10)
+        )
+    )
+    assert len(replies) == 10
+    assert asyncio.get_running_loop().time() - started < 1.5  # serial handling would take 3s
+
+
+async def test_queue_group_spreads_requests_across_replicas(bus: Bus, client, tasks, unique):
+    name = f"lb{unique}"
+    first, second = make_responder(name, "a"), make_responder(name, "b")
+    await first.start(bus, tasks)
+    await second.start(bus, tasks)
+    try:
+        replies = [
+            await client.request(name, "greet", Greet(name="x"), Greeting) for _ in range(40)
+        ]
+        assert {r.text[-1] for r in replies} == {"a", "b"}
+        await first.stop_taking_requests()
+        await bus.nc.flush()
+        after = [await client.request(name, "greet", Greet(name="x"), Greeting) for _ in range(10)]
+        assert {r.text[-1] for r in after} == {"b"}  # failover: the remaining replica answers all
+    finally:
+        await second.stop_taking_requests()

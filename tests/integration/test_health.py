@@ -1,0 +1,85 @@
+"""Readiness checks each dependency for real and names the one that is down."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from saas.common.bus import Responder
+from saas.common.process import DATABASE, NATS, REDIS, TEMPORAL, ServiceProcess
+from saas.common.settings import Settings
+
+
+async def probe(process: ServiceProcess, path: str) -> httpx.Response:
+    app = process.create_app()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://ops"
+    ) as http:
+        return await http.get(path)
+
+
+@pytest.fixture
+async def started():
+    processes: list[ServiceProcess] = []
+
+    async def start(settings: Settings, needs: tuple[str, ...]) -> ServiceProcess:
+        process = ServiceProcess(
+            "probe", "9.9.9", settings, needs=needs, responder=Responder("probe")
+        )
+        await process.start()
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        await process.stop()
+
+
+async def test_ready_when_every_dependency_answers(stack, started):
+    process = await started(Settings.load(), (DATABASE, NATS, REDIS, TEMPORAL))
+    response = await probe(process, "/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "database": "connected",
+        "nats": "connected",
+        "redis": "connected",
+        "temporal": "connected",
+    }
+
+
+async def test_health_reports_version(stack, started):
+    process = await started(Settings.load(), (NATS,))
+    response = await probe(process, "/health")
+    assert response.json() == {"status": "healthy", "version": "9.9.9"}
+
+
+async def test_not_ready_names_the_failing_dependency(stack, started):
+    dead_db = "postgresql+asyncpg://postgres@127.0.0.1:9/saas"  # nothing listens on port 9
+    process = await started(
+        Settings.load(database_url=dead_db, health_check_timeout=1.0), (DATABASE, NATS)
+    )
+    response = await probe(process, "/health/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not_ready"
+    assert body["database"] == "disconnected"
+    assert body["nats"] == "connected"
+    assert "database" in body["errors"] and "nats" not in body["errors"]
+
+
+async def test_metrics_are_exposed_in_prometheus_format(stack, started):
+    process = await started(Settings.load(), (NATS,))
+    process.metrics.counter("widgets_total", "Widgets made").inc(3)
+    response = await probe(process, "/metrics")
+    assert response.status_code == 200
+    assert "saas_widgets_total 3.0" in response.text
+    assert "process_resident_memory_bytes" in response.text
+
+
+async def test_draining_process_is_not_ready(stack, started):
+    process = await started(Settings.load(), (NATS,))
+    process.health.draining = True
+    response = await probe(process, "/health/ready")
+    assert response.status_code == 503
+    assert response.json()["status"] == "draining"

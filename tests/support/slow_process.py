@@ -1,0 +1,50 @@
+"""A process on the common frame with slow work, for the graceful-shutdown tests.
+
+Run as `python slow_process.py`; OPS_PORT, NATS_URL and SHUTDOWN_TIMEOUT come from the environment.
+`GET /slow?seconds=N` and bus request `svc.slowpoke.slow` both take N seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from saas.common.bus import RequestContext, Responder
+from saas.common.process import NATS, ServiceProcess
+from saas.common.settings import Settings
+
+
+class Slow(BaseModel):
+    seconds: float
+
+
+class Done(BaseModel):
+    slept: float
+
+
+def build() -> tuple[ServiceProcess, FastAPI]:
+    responder = Responder("slowpoke")
+
+    @responder.operation("slow", Slow)
+    async def slow(request: Slow, _: RequestContext) -> Done:
+        await asyncio.sleep(request.seconds)
+        return Done(slept=request.seconds)
+
+    process = ServiceProcess(
+        "slowpoke", "1.0.0", Settings.load(), needs=(NATS,), responder=responder
+    )
+    app = process.create_app()
+
+    @app.get("/slow")
+    async def slow_http(seconds: float) -> Done:
+        await asyncio.sleep(seconds)
+        return Done(slept=seconds)
+
+    return process, app
+
+
+if __name__ == "__main__":
+    process, app = build()
+    process.run(app)

@@ -1,0 +1,93 @@
+import pytest
+from pydantic import ValidationError
+
+from saas.common.settings import DEFAULT_JWT_SECRET_KEY, InsecureConfigurationError, Settings
+
+SAFE_PRODUCTION = {
+    "APP_ENV": "production",
+    "JWT_SECRET_KEY": "k" * 48,
+    "REDIS_URL": "redis://cache:6379/0",
+    "DATABASE_SSL_MODE": "verify-full",
+    "DEBUG": "false",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch):
+    for key in list(SAFE_PRODUCTION) + ["CORS_ORIGINS", "CORS_ALLOW_CREDENTIALS", "DATABASE_URL"]:
+        monkeypatch.delenv(key, raising=False)
+
+    def set_env(**values: str) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+
+    return set_env
+
+
+def test_safe_production_configuration_loads(env):
+    env(**SAFE_PRODUCTION)
+    settings = Settings.load()
+    assert settings.app_env == "production"
+    assert settings.effective_log_format == "json"
+
+
+def test_production_names_every_problem_at_once(env):
+    env(
+        APP_ENV="production",
+        DEBUG="true",
+        CORS_ORIGINS="*,https://app.example",
+        CORS_ALLOW_CREDENTIALS="true",
+    )
+    with pytest.raises(InsecureConfigurationError) as caught:
+        Settings.load()
+    problems = "\n".join(caught.value.problems)
+    assert len(caught.value.problems) == 5
+    for needle in ("JWT_SECRET_KEY", "DEBUG", "REDIS_URL", "DATABASE_SSL_MODE", "CORS_ORIGINS"):
+        assert needle in problems
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"JWT_SECRET_KEY": DEFAULT_JWT_SECRET_KEY}, "development default"),
+        ({"JWT_SECRET_KEY": "short-but-not-default"}, "shorter than 32"),
+        ({"DEBUG": "true"}, "DEBUG"),
+        ({"DATABASE_SSL_MODE": "prefer"}, "DATABASE_SSL_MODE"),
+        ({"DATABASE_SSL_MODE": "disable"}, "DATABASE_SSL_MODE"),
+        ({"CORS_ORIGINS": "*", "CORS_ALLOW_CREDENTIALS": "1"}, "CORS_ORIGINS"),
+    ],
+)
+def test_each_insecure_production_setting_is_refused(env, override, needle):
+    env(**{**SAFE_PRODUCTION, **override})
+    with pytest.raises(InsecureConfigurationError) as caught:
+        Settings.load()
+    assert caught.value.problems == [p for p in caught.value.problems if needle in p]
+
+
+def test_production_without_redis_is_refused(env, monkeypatch):
+    env(**SAFE_PRODUCTION)
+    monkeypatch.delenv("REDIS_URL")
+    with pytest.raises(InsecureConfigurationError, match="REDIS_URL"):
+        Settings.load()
+
+
+def test_wildcard_cors_without_credentials_is_allowed(env):
+    env(**SAFE_PRODUCTION, CORS_ORIGINS="*")
+    assert Settings.load().cors_origins == ["*"]
+
+
+def test_development_accepts_the_defaults(env):
+    settings = Settings.load()
+    assert settings.app_env == "development"
+    assert settings.effective_log_format == "console"
+
+
+def test_plain_postgres_url_gets_the_async_driver(env):
+    env(DATABASE_URL="postgres://u:p@db:5432/app")
+    assert Settings.load().database_url == "postgresql+asyncpg://u:p@db:5432/app"
+
+
+def test_invalid_values_are_rejected_clearly(env):
+    env(DB_POOL_SIZE="0")
+    with pytest.raises(ValidationError, match="db_pool_size"):
+        Settings.load()
