@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,6 +36,10 @@ def _ssl_argument(mode: DatabaseSSLMode) -> Any:
 
 def engine_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `create_async_engine`, from the seed's pool settings."""
+    server_settings = {"application_name": settings.service_name}
+    if settings.database_role:
+        # Sent at connection start-up: the session acts as this role, so privileges are the role's.
+        server_settings["role"] = settings.database_role
     return {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
@@ -45,7 +50,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
             "statement_cache_size": 0,  # asyncpg
             "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg dialect
             "ssl": _ssl_argument(settings.database_ssl_mode),
-            "server_settings": {"application_name": settings.service_name},
+            "server_settings": server_settings,
         },
     }
 
@@ -57,13 +62,21 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
 class Database:
     """A process's engine and session factory."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, ssl: Any = False) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._ssl = ssl
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Database:
-        return cls(create_engine(settings, **overrides))
+        return cls(
+            create_engine(settings, **overrides), ssl=_ssl_argument(settings.database_ssl_mode)
+        )
+
+    async def connect_raw(self) -> asyncpg.Connection:
+        """A connection outside the pool, for LISTEN (which must outlive any transaction)."""
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return await asyncpg.connect(url, ssl=self._ssl)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

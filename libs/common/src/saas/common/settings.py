@@ -62,6 +62,11 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/saas"
     database_ssl_mode: DatabaseSSLMode = DatabaseSSLMode.DISABLE
+    database_role: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="role every connection acts as (SET ROLE)",
+    )
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     db_pool_timeout: float = Field(default=30.0, gt=0)
@@ -76,6 +81,21 @@ class Settings(BaseSettings):
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = False
+
+    events_duplicate_window: float = Field(
+        default=120.0, gt=0, description="seconds JetStream remembers event ids"
+    )
+    events_max_age: float = Field(
+        default=30 * 86400.0, gt=0, description="seconds events are kept in the stream"
+    )
+    events_max_bytes: int = Field(default=10 * 1024**3, gt=0)
+    events_max_msg_bytes: int = Field(default=128 * 1024, gt=0)
+    events_replicas: int = Field(default=1, ge=1, le=5)
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_poll_interval: float = Field(default=1.0, gt=0)
+    consumer_batch_size: int = Field(default=200, ge=1, le=10_000)
+    consumer_max_deliveries: int = Field(default=5, ge=1)
+    consumer_ack_wait: float = Field(default=30.0, gt=0)
 
     ops_host: str = "127.0.0.1"
     ops_port: int = Field(default=0, ge=0, le=65535)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from saas.common.bus import Responder
+from saas.common.events.wiring import attach_outbox_relay
 from saas.common.process import DATABASE, NATS, ServiceProcess
 from saas.common.settings import Settings
 from saas.identity import __version__
@@ -18,6 +19,8 @@ class IdentitySettings(Settings):
 def build(settings: IdentitySettings | None = None) -> ServiceProcess:
     settings = settings or IdentitySettings.load()
     responder = Responder(SERVICE)
-    return ServiceProcess(
+    process = ServiceProcess(
         SERVICE, __version__, settings, needs=(DATABASE, NATS), responder=responder
     )
+    attach_outbox_relay(process, "identity")
+    return process

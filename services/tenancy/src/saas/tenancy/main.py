@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from saas.common.bus import Responder
+from saas.common.events.wiring import attach_outbox_relay
 from saas.common.process import DATABASE, NATS, TEMPORAL, ServiceProcess
 from saas.common.settings import Settings
 from saas.tenancy import __version__
@@ -20,6 +21,8 @@ class TenancySettings(Settings):
 def build(settings: TenancySettings | None = None) -> ServiceProcess:
     settings = settings or TenancySettings.load()
     responder = Responder(SERVICE)
-    return ServiceProcess(
+    process = ServiceProcess(
         SERVICE, __version__, settings, needs=(DATABASE, NATS, TEMPORAL), responder=responder
     )
+    attach_outbox_relay(process, "public")
+    return process

@@ -1,0 +1,190 @@
+"""Every event type, its version and its typed payload: defined once, here.
+
+The NATS subject of an event is its type. Adding an event: declare its payload model with
+`@event("thing.happened", version=1, owner="service", summary="...")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+M = TypeVar("M", bound=type[BaseModel])
+
+
+@dataclass(frozen=True)
+class EventType:
+    type: str
+    version: int
+    model: type[BaseModel]
+    owner: str
+    summary: str
+
+
+CATALOGUE: dict[str, EventType] = {}
+
+
+def event(type_: str, *, version: int, owner: str, summary: str) -> Callable[[M], M]:
+    def register(model: M) -> M:
+        if type_ in CATALOGUE:
+            raise ValueError(f"event type {type_!r} declared twice")
+        CATALOGUE[type_] = EventType(type_, version, model, owner, summary)
+        return model
+
+    return register
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ROLE = Field(pattern=r"^(owner|admin|member)$")
+
+
+# -- identity ------------------------------------------------------------------------------------
+@event("user.registered", version=1, owner="identity", summary="A user signed up.")
+class UserRegistered(Payload):
+    user_id: str
+    email: EmailStr
+
+
+@event(
+    "user.email_verified",
+    version=1,
+    owner="identity",
+    summary="A user confirmed their email address.",
+)
+class UserEmailVerified(Payload):
+    user_id: str
+
+
+@event("user.logged_in", version=1, owner="identity", summary="A user logged in.")
+class UserLoggedIn(Payload):
+    user_id: str
+    ip_address: str | None = None
+
+
+@event("user.login_failed", version=1, owner="identity", summary="A login attempt failed.")
+class UserLoginFailed(Payload):
+    email: str
+    reason: str
+    ip_address: str | None = None
+
+
+@event("user.password_reset", version=1, owner="identity", summary="A user reset their password.")
+class UserPasswordReset(Payload):
+    user_id: str
+
+
+@event(
+    "auth.refresh_token_reused",
+    version=1,
+    owner="identity",
+    summary="A rotated refresh token was used again; its whole family was revoked.",
+)
+class RefreshTokenReused(Payload):
+    user_id: str
+    family_id: str
+
+
+@event(
+    "membership.added", version=1, owner="identity", summary="A user became a member of a tenant."
+)
+class MembershipAdded(Payload):
+    tenant_id: str
+    user_id: str
+    role: str = ROLE
+
+
+@event("membership.role_changed", version=1, owner="identity", summary="A member's role changed.")
+class MembershipRoleChanged(Payload):
+    tenant_id: str
+    user_id: str
+    old_role: str = ROLE
+    new_role: str = ROLE
+
+
+@event("membership.removed", version=1, owner="identity", summary="A member left or was removed.")
+class MembershipRemoved(Payload):
+    tenant_id: str
+    user_id: str
+
+
+@event(
+    "invitation.created", version=1, owner="identity", summary="Someone was invited to a tenant."
+)
+class InvitationCreated(Payload):
+    invitation_id: str
+    tenant_id: str
+    email: EmailStr
+    role: str = ROLE
+
+
+@event("invitation.accepted", version=1, owner="identity", summary="An invitation was accepted.")
+class InvitationAccepted(Payload):
+    invitation_id: str
+    tenant_id: str
+    user_id: str
+
+
+# -- tenancy -------------------------------------------------------------------------------------
+@event(
+    "tenant.provisioning_started",
+    version=1,
+    owner="tenancy",
+    summary="Provisioning of a tenant began.",
+)
+class TenantProvisioningStarted(Payload):
+    tenant_id: str
+    slug: str
+    name: str
+
+
+@event(
+    "tenant.created",
+    version=1,
+    owner="tenancy",
+    summary="A tenant is provisioned and ready for use. Published once per tenant.",
+)
+class TenantCreated(Payload):
+    tenant_id: str
+    slug: str
+    name: str
+    schema_name: str
+
+
+@event(
+    "tenant.provisioning_failed",
+    version=1,
+    owner="tenancy",
+    summary="Provisioning of a tenant failed.",
+)
+class TenantProvisioningFailed(Payload):
+    tenant_id: str
+    slug: str
+    error: str
+
+
+@event(
+    "tenant.deleted", version=1, owner="tenancy", summary="A tenant and its schema were deleted."
+)
+class TenantDeleted(Payload):
+    tenant_id: str
+    slug: str
+
+
+@event(
+    "project.created", version=1, owner="tenancy", summary="A project was created inside a tenant."
+)
+class ProjectCreated(Payload):
+    tenant_id: str
+    project_id: str
+    name: str
+
+
+def subject_prefixes() -> list[str]:
+    """The stream's subjects: one wildcard per first token of the catalogue's types."""
+    return sorted({t.split(".", 1)[0] + ".>" for t in CATALOGUE})

@@ -1,0 +1,241 @@
+"""The idempotent consumer every service uses to apply events.
+
+- A durable JetStream pull consumer with explicit acks.
+- A batch is applied in one transaction; the event ids are recorded in the service's
+  `processed_events` table in that same transaction, so a redelivery changes nothing. Messages
+  are acknowledged only after the commit: a consumer that crashes mid-batch loses nothing.
+- A batch that fails is retried one message at a time, so one bad message cannot hold back the
+  rest. A failing message is redelivered with backoff; after `max_deliveries` it goes to the
+  dead-letter stream with the reason in headers, as does anything that fails validation
+  (unknown type, bad payload, oversized) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from saas.common.bus import Bus
+from saas.common.db import Database
+from saas.common.events.envelope import EventEnvelope, InvalidEvent, parse_event
+from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM
+from saas.common.logging import get_logger, log_context
+from saas.common.metrics import Metrics
+
+log = get_logger(__name__)
+
+BatchHandler = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]]
+
+HEADER_DL_REASON = "Saas-Dead-Letter-Reason"
+HEADER_DL_DETAIL = "Saas-Dead-Letter-Detail"
+HEADER_DL_CONSUMER = "Saas-Dead-Letter-Consumer"
+HEADER_DL_SUBJECT = "Saas-Original-Subject"
+HEADER_DL_SEQUENCE = "Saas-Original-Sequence"
+HEADER_DL_DELIVERIES = "Saas-Deliveries"
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    batch_size: int = 200
+    max_deliveries: int = 5
+    backoff: tuple[float, ...] = (1.0, 5.0, 30.0)
+    ack_wait: float = 30.0
+    fetch_timeout: float = 1.0
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        db: Database,
+        schema: str,
+        durable: str,
+        handler: BatchHandler,
+        subjects: Sequence[str] | None = None,
+        options: ConsumerOptions | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.bus = bus
+        self.db = db
+        self.durable = durable
+        self.handler = handler
+        self.subjects = list(subjects) if subjects else None
+        self.options = options or ConsumerOptions()
+        self._record = text(
+            f'INSERT INTO "{schema}".processed_events (consumer, event_id) '  # noqa: S608 - service's own schema
+            "SELECT :consumer, unnest(CAST(:ids AS uuid[])) ON CONFLICT DO NOTHING RETURNING event_id"
+        )
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._sub: object | None = None
+        m = metrics or Metrics()
+        self.events = m.counter(
+            "consumer_events_total", "Events handled by outcome", ("consumer", "outcome")
+        )
+        self.failures = m.counter(
+            "consumer_handler_failures_total", "Handler failures", ("consumer",)
+        )
+        self.batch_seconds = m.histogram(
+            "consumer_batch_seconds", "Time to apply one batch", ("consumer",)
+        )
+        self.lag = m.gauge(
+            "consumer_pending", "Events in the stream not yet acknowledged", ("consumer",)
+        )
+
+    # -- set-up ---------------------------------------------------------------------------------
+    async def subscribe(self) -> None:
+        o = self.options
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=o.ack_wait,
+            max_deliver=o.max_deliveries
+            + 1,  # we dead-letter at max_deliveries; the server is the backstop
+            max_ack_pending=o.batch_size * 10,
+            filter_subjects=self.subjects,
+        )
+        await self.bus.js.add_consumer(EVENTS_STREAM, config)  # creates, or updates in place
+        self._sub = await self.bus.js.pull_subscribe_bind(
+            durable=self.durable, stream=EVENTS_STREAM
+        )
+
+    # -- the loop -----------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name=f"consumer-{self.durable}")
+        return self._task
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, acknowledge it, and stop fetching."""
+        self._stopping = True
+        if self._task is not None:
+            await self._task
+
+    async def run(self) -> None:
+        if self._sub is None:
+            await self.subscribe()
+        failures = 0
+        last_lag = 0.0
+        while not self._stopping:
+            try:
+                msgs = await self._sub.fetch(
+                    self.options.batch_size, timeout=self.options.fetch_timeout
+                )  # type: ignore[attr-defined]
+            except nats.errors.TimeoutError:
+                msgs = []
+            except Exception as exc:  # NATS down or reconnecting
+                failures += 1
+                log.warning("consumer fetch failed", consumer=self.durable, error=repr(exc))
+                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                continue
+            failures = 0
+            if msgs:
+                await self.process(msgs)
+            if time.monotonic() - last_lag > 2.0:
+                await self._measure_lag()
+                last_lag = time.monotonic()
+
+    async def _measure_lag(self) -> None:
+        try:
+            info = await self._sub.consumer_info()  # type: ignore[attr-defined]
+            self.lag.labels(self.durable).set(info.num_pending + info.num_ack_pending)
+        except Exception:  # metrics must never stop the consumer
+            pass
+
+    # -- one batch ----------------------------------------------------------------------------
+    async def process(self, msgs: list[Msg]) -> None:
+        started = time.perf_counter()
+        valid: list[tuple[Msg, EventEnvelope]] = []
+        for msg in msgs:
+            try:
+                valid.append((msg, parse_event(msg.data)))
+            except InvalidEvent as exc:
+                await self.dead_letter(msg, exc.reason, str(exc))
+        if valid:
+            try:
+                await self._apply(valid)
+            except Exception:
+                log.warning(
+                    "batch failed; retrying one event at a time",
+                    consumer=self.durable,
+                    size=len(valid),
+                )
+                for item in valid:
+                    await self._apply_one(item)
+        self.batch_seconds.labels(self.durable).observe(time.perf_counter() - started)
+
+    async def _apply(self, items: list[tuple[Msg, EventEnvelope]]) -> None:
+        async with self.db.session() as session:
+            inserted = await session.execute(
+                self._record, {"consumer": self.durable, "ids": [uuid.UUID(e.id) for _, e in items]}
+            )
+            fresh_ids = {str(row[0]) for row in inserted}
+            fresh: list[EventEnvelope] = []
+            for _, envelope in items:
+                if envelope.id in fresh_ids:
+                    fresh.append(envelope)
+                    fresh_ids.discard(envelope.id)  # the same id twice in one batch is applied once
+            if fresh:
+                await self.handler(session, fresh)
+        # Committed: only now may the server forget these messages.
+        for msg, _ in items:
+            await msg.ack()
+        self.events.labels(self.durable, "applied").inc(len(fresh))
+        if len(items) > len(fresh):
+            self.events.labels(self.durable, "duplicate").inc(len(items) - len(fresh))
+
+    async def _apply_one(self, item: tuple[Msg, EventEnvelope]) -> None:
+        msg, envelope = item
+        try:
+            await self._apply([item])
+        except Exception as exc:
+            self.failures.labels(self.durable).inc()
+            deliveries = msg.metadata.num_delivered
+            with log_context(correlation_id=envelope.correlation_id, tenant_id=envelope.tenant_id):
+                log.warning(
+                    "event handler failed",
+                    consumer=self.durable,
+                    event_id=envelope.id,
+                    type=envelope.type,
+                    deliveries=deliveries,
+                    error=repr(exc),
+                )
+            if deliveries >= self.options.max_deliveries:
+                await self.dead_letter(msg, "handler_failed", repr(exc))
+            else:
+                backoff = self.options.backoff
+                await msg.nak(delay=backoff[min(deliveries, len(backoff)) - 1])
+                self.events.labels(self.durable, "retried").inc()
+
+    async def dead_letter(self, msg: Msg, reason: str, detail: str) -> None:
+        """Move a message to `deadletter.<consumer>` with why, then stop its redelivery."""
+        meta = msg.metadata
+        headers = {
+            "Nats-Msg-Id": f"{self.durable}:{meta.sequence.stream}",
+            HEADER_DL_REASON: reason,
+            HEADER_DL_DETAIL: detail[:1000],
+            HEADER_DL_CONSUMER: self.durable,
+            HEADER_DL_SUBJECT: msg.subject,
+            HEADER_DL_SEQUENCE: str(meta.sequence.stream),
+            HEADER_DL_DELIVERIES: str(meta.num_delivered),
+        }
+        await self.bus.js.publish(f"{DEADLETTER_PREFIX}.{self.durable}", msg.data, headers=headers)
+        await msg.term()
+        self.events.labels(self.durable, "dead_lettered").inc()
+        log.error(
+            "event dead-lettered",
+            consumer=self.durable,
+            reason=reason,
+            detail=detail[:300],
+            subject=msg.subject,
+        )

@@ -1,0 +1,128 @@
+"""The event envelope: CloudEvents 1.0 attributes plus tenant, actor and correlation id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from saas.common.events.catalogue import CATALOGUE
+
+MAX_EVENT_BYTES = 64 * 1024
+SPECVERSION = "1.0"
+
+
+class InvalidEvent(ValueError):
+    """An event that must not be published or applied; `reason` is a stable short code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Actor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["user", "system"]
+    id: str = Field(min_length=1, max_length=200)
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls(type="system", id=name)
+
+    @classmethod
+    def user(cls, user_id: str) -> Actor:
+        return cls(type="user", id=user_id)
+
+
+class EventEnvelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    source: str
+    type: str
+    specversion: Literal["1.0"] = SPECVERSION
+    time: datetime
+    subject: str | None = None
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataversion: int = Field(ge=1)
+    tenant_id: str | None = None
+    actor: Actor
+    correlation_id: str | None = None
+    data: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    def payload(self) -> BaseModel:
+        """The typed payload, validated against the catalogue."""
+        return CATALOGUE[self.type].model.model_validate(self.data)
+
+
+def new_event(
+    data: BaseModel,
+    *,
+    source: str,
+    actor: Actor,
+    tenant_id: str | None = None,
+    subject: str | None = None,
+    correlation_id: str | None = None,
+) -> EventEnvelope:
+    """An envelope for a catalogue payload; the payload's model decides the event type."""
+    spec = next((s for s in CATALOGUE.values() if type(data) is s.model), None)
+    if spec is None:
+        raise InvalidEvent(
+            "unknown_type", f"{type(data).__name__} is not an event payload in the catalogue"
+        )
+    envelope = EventEnvelope(
+        id=str(uuid.uuid4()),
+        source=source,
+        type=spec.type,
+        time=datetime.now(UTC),
+        subject=subject,
+        dataversion=spec.version,
+        tenant_id=tenant_id,
+        actor=actor,
+        correlation_id=correlation_id,
+        data=data.model_dump(mode="json"),
+    )
+    size = len(envelope.to_bytes())
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            "too_large", f"{spec.type} event is {size} bytes; the limit is {MAX_EVENT_BYTES}"
+        )
+    return envelope
+
+
+def parse_event(raw: bytes) -> EventEnvelope:
+    """Validate an event read from the bus: envelope, known type, version and payload."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            "too_large", f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}"
+        )
+    try:
+        envelope = EventEnvelope.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidEvent("invalid_envelope", _summary(exc)) from None
+    spec = CATALOGUE.get(envelope.type)
+    if spec is None:
+        raise InvalidEvent("unknown_type", f"unknown event type {envelope.type!r}")
+    if envelope.dataversion != spec.version:
+        raise InvalidEvent(
+            "unsupported_version",
+            f"{envelope.type} version {envelope.dataversion} (this code reads {spec.version})",
+        )
+    try:
+        spec.model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise InvalidEvent("invalid_payload", f"{envelope.type}: {_summary(exc)}") from None
+    return envelope
+
+
+def _summary(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:5]
+    )

@@ -1,0 +1,83 @@
+"""The outbox and processed-events tables every owning schema has.
+
+Runtime code uses these `Table` objects; migrations call the versioned `create_*_v1` functions,
+which stay as they are once released (a later change gets a `_v2` and a new migration).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.operations import Operations
+
+OUTBOX = "outbox"
+PROCESSED = "processed_events"
+
+
+def outbox_table(schema: str, metadata: sa.MetaData | None = None) -> sa.Table:
+    return sa.Table(
+        OUTBOX,
+        metadata or sa.MetaData(),
+        sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("tenant_key", sa.String(100), nullable=False, server_default=""),
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+        schema=schema,
+    )
+
+
+def processed_table(schema: str, metadata: sa.MetaData | None = None) -> sa.Table:
+    return sa.Table(
+        PROCESSED,
+        metadata or sa.MetaData(),
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.Uuid, primary_key=True),
+        sa.Column(
+            "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        schema=schema,
+    )
+
+
+def create_outbox_v1(op: Operations, schema: str) -> None:
+    op.create_table(
+        OUTBOX,
+        sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", sa.Uuid, nullable=False),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("tenant_key", sa.String(100), nullable=False, server_default=""),
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
+        schema=schema,
+    )
+    # The relay only ever scans unsent rows, in order: keep that index small.
+    op.create_index(
+        "ix_outbox_unsent",
+        OUTBOX,
+        ["seq"],
+        schema=schema,
+        postgresql_where=sa.text("sent_at IS NULL"),
+    )
+    op.create_index("ix_outbox_sent_at", OUTBOX, ["sent_at"], schema=schema)
+
+
+def create_processed_v1(op: Operations, schema: str) -> None:
+    op.create_table(
+        PROCESSED,
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("event_id", sa.Uuid, nullable=False),
+        sa.Column(
+            "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_processed_events"),
+        schema=schema,
+    )
+    op.create_index("ix_processed_events_processed_at", PROCESSED, ["processed_at"], schema=schema)

@@ -1,0 +1,171 @@
+"""audit.events: appending under a per-tenant lock, querying, and walking the chain."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from saas.audit.chain import GENESIS, first_broken_link, link_hash
+from saas.common.contracts.audit import (
+    AuditEntry,
+    AuditPage,
+    AuditQuery,
+    AuditVerification,
+    BrokenLinkReport,
+)
+from saas.common.errors import ErrorCode, ServiceError
+from saas.common.events import EventEnvelope
+
+metadata = sa.MetaData()
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", sa.Uuid),
+    sa.Column("tenant_key", sa.String),
+    sa.Column("tenant_seq", sa.BigInteger),
+    sa.Column("type", sa.String),
+    sa.Column("source", sa.String),
+    sa.Column("subject", sa.String),
+    sa.Column("actor_type", sa.String),
+    sa.Column("actor_id", sa.String),
+    sa.Column("occurred_at", sa.DateTime(timezone=True)),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("correlation_id", sa.String),
+    sa.Column("data_version", sa.Integer),
+    sa.Column("payload", JSONB),
+    sa.Column("prev_hash", sa.CHAR(64)),
+    sa.Column("hash", sa.CHAR(64)),
+    schema="audit",
+)
+LOCK_LANE = "audit.events"
+VERIFY_PAGE = 1000
+
+
+def entry_from_event(event: EventEnvelope, tenant_seq: int) -> dict[str, Any]:
+    return {
+        "event_id": uuid.UUID(event.id),
+        "tenant_key": event.tenant_id or "",
+        "tenant_seq": tenant_seq,
+        "type": event.type,
+        "source": event.source,
+        "subject": event.subject,
+        "actor_type": event.actor.type,
+        "actor_id": event.actor.id,
+        "occurred_at": event.time,
+        "correlation_id": event.correlation_id,
+        "data_version": event.dataversion,
+        "payload": event.data,
+    }
+
+
+async def append(session: AsyncSession, batch: list[EventEnvelope]) -> int:
+    """Chain and insert a batch. Tenants are locked in sorted order, so replicas never deadlock
+    and a tenant's chain never forks."""
+    by_tenant: dict[str, list[EventEnvelope]] = defaultdict(list)
+    for event in batch:
+        by_tenant[event.tenant_id or ""].append(event)
+    rows: list[dict[str, Any]] = []
+    for tenant_key in sorted(by_tenant):
+        await session.execute(
+            sa.select(
+                sa.func.pg_advisory_xact_lock(
+                    sa.func.hashtext(LOCK_LANE), sa.func.hashtext(tenant_key)
+                )
+            )
+        )
+        head = (
+            await session.execute(
+                sa.select(events.c.tenant_seq, events.c.hash)
+                .where(events.c.tenant_key == tenant_key)
+                .order_by(events.c.tenant_seq.desc())
+                .limit(1)
+            )
+        ).first()
+        seq, prev = (head.tenant_seq, head.hash) if head else (0, GENESIS)
+        for event in by_tenant[tenant_key]:
+            seq += 1
+            entry = entry_from_event(event, seq)
+            digest = link_hash(prev, entry)
+            rows.append({**entry, "prev_hash": prev, "hash": digest})
+            prev = digest
+    if rows:
+        await session.execute(sa.insert(events), rows)
+    return len(rows)
+
+
+def _encode_cursor(tenant_seq: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"s": tenant_seq})).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["s"]
+        if not isinstance(value, int) or value < 1:
+            raise ValueError
+        return value
+    except Exception:
+        raise ServiceError(ErrorCode.BAD_REQUEST, "cursor is not one this service issued") from None
+
+
+async def query(session: AsyncSession, q: AuditQuery) -> AuditPage:
+    """Newest first; `next_cursor` continues where the page ended."""
+    stmt = sa.select(events).where(events.c.tenant_key == q.tenant_id)
+    if q.types:
+        stmt = stmt.where(events.c.type.in_(q.types))
+    if q.actor_id:
+        stmt = stmt.where(events.c.actor_id == q.actor_id)
+    if q.since:
+        stmt = stmt.where(events.c.occurred_at >= q.since)
+    if q.until:
+        stmt = stmt.where(events.c.occurred_at < q.until)
+    if q.cursor:
+        stmt = stmt.where(events.c.tenant_seq < _decode_cursor(q.cursor))
+    rows = (
+        (await session.execute(stmt.order_by(events.c.tenant_seq.desc()).limit(q.limit + 1)))
+        .mappings()
+        .all()
+    )
+    items = [
+        AuditEntry.model_validate({**r, "event_id": str(r["event_id"])}) for r in rows[: q.limit]
+    ]
+    next_cursor = _encode_cursor(items[-1].tenant_seq) if len(rows) > q.limit else None
+    return AuditPage(items=items, next_cursor=next_cursor)
+
+
+async def verify(session: AsyncSession, tenant_id: str) -> AuditVerification:
+    """Walk the tenant's chain page by page and report the first broken link."""
+    prev, expected, checked, after = GENESIS, 1, 0, 0
+    while True:
+        page = (
+            (
+                await session.execute(
+                    sa.select(events)
+                    .where(events.c.tenant_key == tenant_id, events.c.tenant_seq > after)
+                    .order_by(events.c.tenant_seq)
+                    .limit(VERIFY_PAGE)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if not page:
+            return AuditVerification(tenant_id=tenant_id, ok=True, checked=checked)
+        broken, prev, expected = first_broken_link(page, prev_hash=prev, expected_seq=expected)
+        if broken is not None:
+            checked += sum(1 for r in page if r["tenant_seq"] < broken.tenant_seq)
+            return AuditVerification(
+                tenant_id=tenant_id,
+                ok=False,
+                checked=checked,
+                first_broken=BrokenLinkReport(**broken.__dict__),
+            )
+        checked += len(page)
+        after = page[-1]["tenant_seq"]

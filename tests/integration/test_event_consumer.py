@@ -1,0 +1,190 @@
+"""The idempotent consumer against real PostgreSQL and a NATS server of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from saas.common.db import Database
+from saas.common.events import EventEnvelope
+from saas.common.events.consumer import HEADER_DL_REASON, ConsumerOptions, EventConsumer
+from saas.common.events.stream import DEADLETTER_STREAM
+from saas.common.settings import Settings
+from tests.support.events import PrivateNats, connect, project_event, scratch_schema
+
+FAST = ConsumerOptions(batch_size=50, max_deliveries=3, backoff=(0.1, 0.2), ack_wait=1.0, fetch_timeout=0.2)
+
+
+@pytest.fixture
+async def nats_server(tmp_path):
+    server = PrivateNats(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def db(stack):
+    db = Database.from_settings(Settings.load())
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def schema(db) -> str:
+    schema = await scratch_schema(db)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f'CREATE TABLE "{schema}".applied (event_id uuid, tenant text, n int)'))
+    return schema
+
+
+def recorder(schema: str, poison: set[str] | None = None):
+    """A handler that writes what it applies into the schema's `applied` table."""
+
+    async def handle(session, batch: list[EventEnvelope]) -> None:
+        for event in batch:
+            if poison and event.id in poison:
+                raise ValueError(f"cannot apply {event.id}")
+            await session.execute(
+                text(f'INSERT INTO "{schema}".applied VALUES (:id, :tenant, :n)'),
+                {"id": uuid.UUID(event.id), "tenant": event.tenant_id, "n": int(event.data["project_id"].split(":")[1])},
+            )
+
+    return handle
+
+
+async def applied(db: Database, schema: str) -> list[tuple]:
+    async with db.session() as session:
+        return [tuple(r) for r in await session.execute(text(f'SELECT event_id, tenant, n FROM "{schema}".applied'))]
+
+
+async def publish(bus, events: list[EventEnvelope]) -> None:
+    for e in events:
+        await bus.js.publish(e.type, e.to_bytes(), headers={"Nats-Msg-Id": e.id})
+
+
+async def wait_for(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def dead_letters(bus) -> list:
+    sub = await bus.js.pull_subscribe("deadletter.>", stream=DEADLETTER_STREAM)
+    try:
+        return await sub.fetch(100, timeout=1)
+    except Exception:
+        return []
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_events_are_applied_once_even_when_redelivered(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    events = [project_event("ta", n) for n in range(120)]
+    await publish(bus, events)
+    # The same event ids again under other message ids: past the server's dedupe, as after a long outage.
+    for e in events[:30]:
+        await bus.js.publish(e.type, e.to_bytes(), headers={"Nats-Msg-Id": f"again-{e.id}"})
+    consumer = EventConsumer(bus=bus, db=db, schema=schema, durable="c1", handler=recorder(schema), options=FAST)
+    await consumer.subscribe()
+    consumer.start()
+    await wait_for(lambda: _count_outcome(consumer, "duplicate", 30))
+    await consumer.stop()
+    rows = await applied(db, schema)
+    assert len(rows) == 120
+    assert sorted(r[2] for r in rows) == list(range(120))
+    await bus.close()
+
+
+async def _count_outcome(consumer: EventConsumer, outcome: str, n: int) -> bool:
+    return consumer.events.labels(consumer.durable, outcome)._value.get() >= n
+
+
+async def test_poison_event_is_dead_lettered_and_the_rest_go_on(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    events = [project_event("tp", n) for n in range(20)]
+    poison = events[7]
+    await publish(bus, events)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c2", handler=recorder(schema, {poison.id}), options=FAST
+    )
+    await consumer.subscribe()
+    consumer.start()
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 1))
+    await consumer.stop()
+    rows = await applied(db, schema)
+    assert sorted(r[2] for r in rows) == [n for n in range(20) if n != 7]
+    (letter,) = await dead_letters(bus)
+    assert letter.headers[HEADER_DL_REASON] == "handler_failed"
+    assert "cannot apply" in letter.headers["Saas-Dead-Letter-Detail"]
+    assert letter.headers["Saas-Deliveries"] == str(FAST.max_deliveries)
+    assert orjson.loads(letter.data)["id"] == poison.id
+    await bus.close()
+
+
+async def test_bad_input_is_dead_lettered_at_once_with_its_reason(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    good = project_event("tb", 0)
+    doc = orjson.loads(good.to_bytes())
+    bad = {
+        "invalid_envelope": b"this is not an event",
+        "unknown_type": orjson.dumps({**doc, "id": str(uuid.uuid4()), "type": "project.exploded"}),
+        "invalid_payload": orjson.dumps({**doc, "id": str(uuid.uuid4()), "data": {"name": 3}}),
+        "too_large": orjson.dumps({**doc, "id": str(uuid.uuid4()), "data": {**doc["data"], "name": "x" * 70_000}}),
+    }
+    for i, body in enumerate(bad.values()):
+        await bus.js.publish("project.created", body, headers={"Nats-Msg-Id": f"bad-{i}"})
+    await publish(bus, [good])
+    consumer = EventConsumer(bus=bus, db=db, schema=schema, durable="c3", handler=recorder(schema), options=FAST)
+    await consumer.subscribe()
+    consumer.start()
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 4))
+    await wait_for(lambda: _count_outcome(consumer, "applied", 1))
+    await consumer.stop()
+    letters = await dead_letters(bus)
+    assert sorted(m.headers[HEADER_DL_REASON] for m in letters) == sorted(bad)
+    assert all(m.headers["Saas-Deliveries"] == "1" for m in letters)  # no retries for what can never succeed
+    assert [r[2] for r in await applied(db, schema)] == [0]
+    await bus.close()
+
+
+async def test_consumer_killed_mid_batch_loses_and_duplicates_nothing(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    events = [project_event(f"tk{n % 3}", n) for n in range(300)]
+    await publish(bus, events)
+    started = asyncio.Event()
+
+    async def slow(session, batch):
+        await recorder(schema)(session, batch)
+        started.set()
+        await asyncio.sleep(10)  # killed while this batch's transaction is open
+
+    first = EventConsumer(bus=bus, db=db, schema=schema, durable="c4", handler=slow, options=FAST)
+    await first.subscribe()
+    task = first.start()
+    await started.wait()
+    task.cancel()  # the process dies: no commit, no ack
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await applied(db, schema) == []
+
+    second = EventConsumer(bus=bus, db=db, schema=schema, durable="c4", handler=recorder(schema), options=FAST)
+    await second.subscribe()
+    second.start()
+
+    async def all_applied() -> bool:
+        return len(await applied(db, schema)) >= 300
+
+    await wait_for(all_applied, timeout=30)
+    await asyncio.sleep(1.5)  # past ack_wait: anything unacknowledged would come back now
+    await second.stop()
+    rows = await applied(db, schema)
+    assert len(rows) == 300 and len({r[0] for r in rows}) == 300
+    await bus.close()

@@ -1,0 +1,184 @@
+"""The outbox relay against real PostgreSQL and a NATS server of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+
+import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from saas.common.db import Database
+from saas.common.events import parse_event
+from saas.common.events.outbox import Outbox
+from saas.common.events.relay import OutboxRelay
+from saas.common.events.stream import EVENTS_STREAM
+from saas.common.metrics import Metrics
+from saas.common.settings import Settings
+from tests.support.events import PrivateNats, connect, project_event, scratch_schema, write_events
+
+
+@pytest.fixture
+async def nats_server(tmp_path):
+    server = PrivateNats(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def db(stack):
+    db = Database.from_settings(Settings.load())
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def outbox(db) -> Outbox:
+    return Outbox(await scratch_schema(db))
+
+
+async def read_stream(bus, tenant_prefix: str = "") -> list:
+    """Every event in the EVENTS stream, in stream order."""
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    total = info.state.messages
+    if total == 0:
+        return []
+    sub = await bus.js.pull_subscribe(
+        "", stream=EVENTS_STREAM, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, filter_subjects=["project.>"])
+    )
+    out = []
+    while len(out) < total:
+        try:
+            msgs = await sub.fetch(min(500, total - len(out)), timeout=2)
+        except Exception:
+            break
+        for m in msgs:
+            out.append(parse_event(m.data))
+            await m.ack()
+    await sub.unsubscribe()
+    return [e for e in out if (e.tenant_id or "").startswith(tenant_prefix)]
+
+
+def assert_in_order_per_tenant(events) -> None:
+    positions: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        positions[e.tenant_id].append(int(e.data["project_id"].split(":")[1]))
+    for tenant, seen in positions.items():
+        assert seen == sorted(seen), f"{tenant} out of order"
+
+
+async def unsent(db: Database, outbox: Outbox) -> int:
+    async with db.session() as session:
+        from sqlalchemy import func, select
+
+        return (await session.execute(select(func.count()).where(outbox.table.c.sent_at.is_(None)))).scalar_one()
+
+
+async def test_relay_publishes_in_order_and_marks_sent(db, outbox, nats_server):
+    bus = await connect(nats_server.url)
+    events = [project_event(t, n) for n in range(30) for t in ("ta", "tb")]
+    await write_events(db, outbox, events)
+    metrics = Metrics()
+    relay = OutboxRelay(db, bus, outbox.schema, metrics=metrics, batch_size=25)
+    pending, oldest_age = await relay.measure_lag()
+    assert pending == 60 and oldest_age > 0
+    while await relay.relay_once():
+        pass
+    stream = await read_stream(bus)
+    assert [e.id for e in stream] == [e.id for e in events]
+    assert await unsent(db, outbox) == 0
+    assert (await relay.measure_lag())[0] == 0
+    await bus.close()
+
+
+async def test_crash_between_publish_and_mark_is_deduplicated_by_the_server(db, outbox, nats_server, monkeypatch):
+    bus = await connect(nats_server.url)
+    events = [project_event("tc", n) for n in range(40)]
+    await write_events(db, outbox, events)
+    relay = OutboxRelay(db, bus, outbox.schema)
+    real_publish = relay._publish
+
+    async def publish_then_crash(rows):
+        await real_publish(rows)
+        raise RuntimeError("relay died after JetStream acknowledged, before marking rows sent")
+
+    monkeypatch.setattr(relay, "_publish", publish_then_crash)
+    with pytest.raises(RuntimeError):
+        await relay.relay_once()
+    assert await unsent(db, outbox) == 40  # the mark never happened
+    monkeypatch.undo()
+    assert await relay.relay_once() == 40  # published again...
+    stream = await read_stream(bus)
+    assert len(stream) == 40  # ...but the stream holds each event once
+    assert [e.id for e in stream] == [e.id for e in events]
+    await bus.close()
+
+
+async def test_notify_wakes_the_relay_without_waiting_for_the_poll(db, outbox, nats_server):
+    bus = await connect(nats_server.url)
+    relay = OutboxRelay(db, bus, outbox.schema, poll_interval=30.0)
+    relay.start()
+    await asyncio.sleep(0.5)  # let it LISTEN and go to sleep
+    started = time.monotonic()
+    await write_events(db, outbox, [project_event("td", 0)])
+    while await unsent(db, outbox) or not await read_stream(bus):
+        assert time.monotonic() - started < 5, "relay did not wake on NOTIFY"
+        await asyncio.sleep(0.05)
+    await relay.stop()
+    await bus.close()
+
+
+async def test_two_replicas_publish_each_event_once_in_order_per_tenant(db, outbox, nats_server):
+    buses = [await connect(nats_server.url, f"relay{i}") for i in range(2)]
+    events = [project_event(f"tenant{n % 5}", n) for n in range(1000)]
+    relays = [OutboxRelay(db, b, outbox.schema, batch_size=50, poll_interval=0.05) for b in buses]
+    for r in relays:
+        r.start()
+    await write_events(db, outbox, events, per_tx=20)
+    deadline = time.monotonic() + 30
+    while await unsent(db, outbox):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    for r in relays:
+        await r.stop()
+    published = [r.published.labels(outbox.schema)._value.get() for r in relays]
+    stream = await read_stream(buses[0])
+    assert len(stream) == 1000 and {e.id for e in stream} == {e.id for e in events}
+    assert_in_order_per_tenant(stream)
+    assert sum(published) == 1000
+    for b in buses:
+        await b.close()
+
+
+async def test_nats_outage_loses_nothing_and_keeps_order_per_tenant(db, outbox, nats_server):
+    bus = await connect(nats_server.url)
+    relay = OutboxRelay(db, bus, outbox.schema, batch_size=100, poll_interval=0.1, publish_timeout=2.0)
+    relay.start()
+    n = 0
+
+    async def write(count: int) -> None:
+        nonlocal n
+        for _ in range(count):
+            await write_events(db, outbox, [project_event(f"out{n % 3}", n)])
+            n += 1
+
+    await write(50)
+    nats_server.stop()  # services keep writing while NATS is down
+    await write(150)
+    await asyncio.sleep(3.0)  # longer than the relay's publish timeout
+    assert await unsent(db, outbox) > 0
+    nats_server.start()
+    await write(50)
+    deadline = time.monotonic() + 30
+    while await unsent(db, outbox):
+        assert time.monotonic() < deadline, "relay did not catch up after NATS came back"
+        await asyncio.sleep(0.1)
+    await relay.stop()
+    stream = await read_stream(bus, "out")
+    assert len(stream) == 250
+    assert len({e.id for e in stream}) == 250
+    assert_in_order_per_tenant(stream)
+    assert relay.failures.labels(outbox.schema)._value.get() > 0  # it did notice the outage
+    await bus.close()

@@ -1,0 +1,80 @@
+"""Fixtures' helpers for event tests: a private NATS server and scratch schemas with an outbox."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import text
+
+from saas.common.bus import Bus
+from saas.common.db import Database
+from saas.common.devstack.servers import EmbeddedStack, StackPorts
+from saas.common.events import Actor, EventEnvelope, new_event
+from saas.common.events.catalogue import ProjectCreated
+from saas.common.events.outbox import Outbox
+from saas.common.events.stream import ensure_streams
+from saas.common.events.tables import create_outbox_v1, create_processed_v1
+from saas.common.settings import Settings
+
+
+class PrivateNats:
+    """A NATS server of the test's own, which the test may stop and start again (same port, same data)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ports = StackPorts.ephemeral()
+        self._stack: EmbeddedStack | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports.nats}"
+
+    def start(self) -> None:
+        self._stack = EmbeddedStack(self.root, self.ports)
+        self._stack.start(only={"nats"})
+
+    def stop(self) -> None:
+        if self._stack:
+            self._stack.stop()
+            self._stack = None
+
+
+async def connect(url: str, name: str = "tests") -> Bus:
+    bus = Bus(url, name=name)
+    await bus.connect()
+    await ensure_streams(bus.js, Settings.load())
+    return bus
+
+
+async def scratch_schema(db: Database) -> str:
+    """A fresh schema with an outbox and processed_events, as a service's migrations make them."""
+    schema = f"scratch_{uuid.uuid4().hex[:10]}"
+    async with db.engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+        def ddl(sync_conn) -> None:
+            op = Operations(MigrationContext.configure(sync_conn))
+            create_outbox_v1(op, schema)
+            create_processed_v1(op, schema)
+
+        await conn.run_sync(ddl)
+    return schema
+
+
+def project_event(tenant: str, n: int) -> EventEnvelope:
+    """An event whose payload carries its position, so tests can check order per tenant."""
+    return new_event(
+        ProjectCreated(tenant_id=tenant, project_id=f"{tenant}:{n}", name=f"p{n}"),
+        source="saas/tests",
+        actor=Actor.user("u-1"),
+        tenant_id=tenant,
+    )
+
+
+async def write_events(db: Database, outbox: Outbox, events: list[EventEnvelope], per_tx: int = 50) -> None:
+    for i in range(0, len(events), per_tx):
+        async with db.session() as session:
+            await outbox.add(session, *events[i : i + per_tx])

@@ -1,0 +1,84 @@
+import orjson
+import pytest
+
+from saas.common.events import Actor, InvalidEvent, new_event, parse_event
+from saas.common.events.catalogue import CATALOGUE, Payload, TenantCreated, UserRegistered, subject_prefixes
+from saas.common.events.envelope import MAX_EVENT_BYTES
+
+SYSTEM = Actor.system("tenancy-worker")
+
+
+def tenant_created(**overrides) -> TenantCreated:
+    fields = {"tenant_id": "t-1", "slug": "acme", "name": "Acme", "schema_name": "tenant_acme"} | overrides
+    return TenantCreated(**fields)
+
+
+def test_envelope_has_cloudevents_attributes_and_ours():
+    event = new_event(tenant_created(), source="saas/tenancy", actor=SYSTEM, tenant_id="t-1", correlation_id="req-1")
+    doc = orjson.loads(event.to_bytes())
+    assert doc["specversion"] == "1.0"
+    assert doc["type"] == "tenant.created"
+    assert doc["dataversion"] == 1
+    assert {"id", "source", "time", "subject", "tenant_id", "actor", "correlation_id", "data"} <= set(doc)
+    assert doc["actor"] == {"type": "system", "id": "tenancy-worker"}
+
+
+def test_round_trip_gives_the_typed_payload():
+    event = new_event(tenant_created(), source="saas/tenancy", actor=SYSTEM, tenant_id="t-1")
+    parsed = parse_event(event.to_bytes())
+    assert parsed == event
+    assert parsed.payload() == tenant_created()
+
+
+def test_a_model_outside_the_catalogue_is_refused():
+    class NotAnEvent(Payload):
+        x: int
+
+    with pytest.raises(InvalidEvent) as caught:
+        new_event(NotAnEvent(x=1), source="s", actor=SYSTEM)
+    assert caught.value.reason == "unknown_type"
+
+
+def test_an_oversized_event_is_refused_at_write_time():
+    with pytest.raises(InvalidEvent) as caught:
+        new_event(tenant_created(name="x" * MAX_EVENT_BYTES), source="s", actor=SYSTEM)
+    assert caught.value.reason == "too_large"
+
+
+def _raw(**changes) -> bytes:
+    doc = orjson.loads(new_event(tenant_created(), source="s", actor=SYSTEM, tenant_id="t-1").to_bytes())
+    doc.update(changes)
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "invalid_envelope"),
+        (_raw(type="tenant.exploded"), "unknown_type"),
+        (_raw(data={"tenant_id": "t-1"}), "invalid_payload"),
+        (_raw(data={"tenant_id": "t", "slug": "a", "name": "n", "schema_name": "s", "extra": 1}), "invalid_payload"),
+        (_raw(dataversion=2), "unsupported_version"),
+        (_raw(specversion="0.3"), "invalid_envelope"),
+        (_raw(actor={"type": "robot", "id": "x"}), "invalid_envelope"),
+        (b"{" + b" " * MAX_EVENT_BYTES + b"}", "too_large"),
+    ],
+)
+def test_bad_events_are_refused_with_a_reason(raw, reason):
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    assert caught.value.reason == reason
+
+
+def test_payload_validation_applies_field_rules():
+    with pytest.raises(ValueError):
+        UserRegistered(user_id="u", email="not-an-email")
+
+
+def test_catalogue_covers_the_design_and_the_stream_covers_the_catalogue():
+    for t in ("user.registered", "tenant.created", "tenant.provisioning_failed", "membership.added",
+              "invitation.accepted", "auth.refresh_token_reused", "project.created"):
+        assert t in CATALOGUE
+    prefixes = subject_prefixes()
+    for t in CATALOGUE:
+        assert t.split(".")[0] + ".>" in prefixes
