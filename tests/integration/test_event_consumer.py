@@ -17,7 +17,9 @@ from saas.common.events.stream import DEADLETTER_STREAM
 from saas.common.settings import Settings
 from tests.support.events import PrivateNats, connect, project_event, scratch_schema
 
-FAST = ConsumerOptions(batch_size=50, max_deliveries=3, backoff=(0.1, 0.2), ack_wait=1.0, fetch_timeout=0.2)
+FAST = ConsumerOptions(
+    batch_size=50, max_deliveries=3, backoff=(0.1, 0.2), ack_wait=1.0, fetch_timeout=0.2
+)
 
 
 @pytest.fixture
@@ -39,7 +41,9 @@ async def db(stack):
 async def schema(db) -> str:
     schema = await scratch_schema(db)
     async with db.engine.begin() as conn:
-        await conn.execute(text(f'CREATE TABLE "{schema}".applied (event_id uuid, tenant text, n int)'))
+        await conn.execute(
+            text(f'CREATE TABLE "{schema}".applied (event_id uuid, tenant text, n int)')
+        )
     return schema
 
 
@@ -52,7 +56,11 @@ def recorder(schema: str, poison: set[str] | None = None):
                 raise ValueError(f"cannot apply {event.id}")
             await session.execute(
                 text(f'INSERT INTO "{schema}".applied VALUES (:id, :tenant, :n)'),
-                {"id": uuid.UUID(event.id), "tenant": event.tenant_id, "n": int(event.data["project_id"].split(":")[1])},
+                {
+                    "id": uuid.UUID(event.id),
+                    "tenant": event.tenant_id,
+                    "n": int(event.data["project_id"].split(":")[1]),
+                },
             )
 
     return handle
@@ -60,7 +68,12 @@ def recorder(schema: str, poison: set[str] | None = None):
 
 async def applied(db: Database, schema: str) -> list[tuple]:
     async with db.session() as session:
-        return [tuple(r) for r in await session.execute(text(f'SELECT event_id, tenant, n FROM "{schema}".applied'))]
+        return [
+            tuple(r)
+            for r in await session.execute(
+                text(f'SELECT event_id, tenant, n FROM "{schema}".applied')
+            )
+        ]
 
 
 async def publish(bus, events: list[EventEnvelope]) -> None:
@@ -92,7 +105,9 @@ async def test_events_are_applied_once_even_when_redelivered(db, schema, nats_se
     # The same event ids again under other message ids: past the server's dedupe, as after a long outage.
     for e in events[:30]:
         await bus.js.publish(e.type, e.to_bytes(), headers={"Nats-Msg-Id": f"again-{e.id}"})
-    consumer = EventConsumer(bus=bus, db=db, schema=schema, durable="c1", handler=recorder(schema), options=FAST)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c1", handler=recorder(schema), options=FAST
+    )
     await consumer.subscribe()
     consumer.start()
     await wait_for(lambda: _count_outcome(consumer, "duplicate", 30))
@@ -113,7 +128,12 @@ async def test_poison_event_is_dead_lettered_and_the_rest_go_on(db, schema, nats
     poison = events[7]
     await publish(bus, events)
     consumer = EventConsumer(
-        bus=bus, db=db, schema=schema, durable="c2", handler=recorder(schema, {poison.id}), options=FAST
+        bus=bus,
+        db=db,
+        schema=schema,
+        durable="c2",
+        handler=recorder(schema, {poison.id}),
+        options=FAST,
     )
     await consumer.subscribe()
     consumer.start()
@@ -137,12 +157,16 @@ async def test_bad_input_is_dead_lettered_at_once_with_its_reason(db, schema, na
         "invalid_envelope": b"this is not an event",
         "unknown_type": orjson.dumps({**doc, "id": str(uuid.uuid4()), "type": "project.exploded"}),
         "invalid_payload": orjson.dumps({**doc, "id": str(uuid.uuid4()), "data": {"name": 3}}),
-        "too_large": orjson.dumps({**doc, "id": str(uuid.uuid4()), "data": {**doc["data"], "name": "x" * 70_000}}),
+        "too_large": orjson.dumps(
+            {**doc, "id": str(uuid.uuid4()), "data": {**doc["data"], "name": "x" * 70_000}}
+        ),
     }
     for i, body in enumerate(bad.values()):
         await bus.js.publish("project.created", body, headers={"Nats-Msg-Id": f"bad-{i}"})
     await publish(bus, [good])
-    consumer = EventConsumer(bus=bus, db=db, schema=schema, durable="c3", handler=recorder(schema), options=FAST)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c3", handler=recorder(schema), options=FAST
+    )
     await consumer.subscribe()
     consumer.start()
     await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 4))
@@ -150,7 +174,9 @@ async def test_bad_input_is_dead_lettered_at_once_with_its_reason(db, schema, na
     await consumer.stop()
     letters = await dead_letters(bus)
     assert sorted(m.headers[HEADER_DL_REASON] for m in letters) == sorted(bad)
-    assert all(m.headers["Saas-Deliveries"] == "1" for m in letters)  # no retries for what can never succeed
+    assert all(
+        m.headers["Saas-Deliveries"] == "1" for m in letters
+    )  # no retries for what can never succeed
     assert [r[2] for r in await applied(db, schema)] == [0]
     await bus.close()
 
@@ -175,7 +201,9 @@ async def test_consumer_killed_mid_batch_loses_and_duplicates_nothing(db, schema
         await task
     assert await applied(db, schema) == []
 
-    second = EventConsumer(bus=bus, db=db, schema=schema, durable="c4", handler=recorder(schema), options=FAST)
+    second = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c4", handler=recorder(schema), options=FAST
+    )
     await second.subscribe()
     second.start()
 

@@ -46,7 +46,9 @@ async def read_stream(bus, tenant_prefix: str = "") -> list:
     if total == 0:
         return []
     sub = await bus.js.pull_subscribe(
-        "", stream=EVENTS_STREAM, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, filter_subjects=["project.>"])
+        "",
+        stream=EVENTS_STREAM,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, filter_subjects=["project.>"]),
     )
     out = []
     while len(out) < total:
@@ -73,7 +75,9 @@ async def unsent(db: Database, outbox: Outbox) -> int:
     async with db.session() as session:
         from sqlalchemy import func, select
 
-        return (await session.execute(select(func.count()).where(outbox.table.c.sent_at.is_(None)))).scalar_one()
+        return (
+            await session.execute(select(func.count()).where(outbox.table.c.sent_at.is_(None)))
+        ).scalar_one()
 
 
 async def test_relay_publishes_in_order_and_marks_sent(db, outbox, nats_server):
@@ -93,7 +97,9 @@ async def test_relay_publishes_in_order_and_marks_sent(db, outbox, nats_server):
     await bus.close()
 
 
-async def test_crash_between_publish_and_mark_is_deduplicated_by_the_server(db, outbox, nats_server, monkeypatch):
+async def test_crash_between_publish_and_mark_is_deduplicated_by_the_server(
+    db, outbox, nats_server, monkeypatch
+):
     bus = await connect(nats_server.url)
     events = [project_event("tc", n) for n in range(40)]
     await write_events(db, outbox, events)
@@ -154,7 +160,9 @@ async def test_two_replicas_publish_each_event_once_in_order_per_tenant(db, outb
 
 async def test_nats_outage_loses_nothing_and_keeps_order_per_tenant(db, outbox, nats_server):
     bus = await connect(nats_server.url)
-    relay = OutboxRelay(db, bus, outbox.schema, batch_size=100, poll_interval=0.1, publish_timeout=2.0)
+    relay = OutboxRelay(
+        db, bus, outbox.schema, batch_size=100, poll_interval=0.1, publish_timeout=2.0
+    )
     relay.start()
     n = 0
 

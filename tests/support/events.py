@@ -74,7 +74,9 @@ def project_event(tenant: str, n: int) -> EventEnvelope:
     )
 
 
-async def write_events(db: Database, outbox: Outbox, events: list[EventEnvelope], per_tx: int = 50) -> None:
+async def write_events(
+    db: Database, outbox: Outbox, events: list[EventEnvelope], per_tx: int = 50
+) -> None:
     for i in range(0, len(events), per_tx):
         async with db.session() as session:
             await outbox.add(session, *events[i : i + per_tx])

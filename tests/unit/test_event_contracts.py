@@ -2,24 +2,50 @@ import orjson
 import pytest
 
 from saas.common.events import Actor, InvalidEvent, new_event, parse_event
-from saas.common.events.catalogue import CATALOGUE, Payload, TenantCreated, UserRegistered, subject_prefixes
+from saas.common.events.catalogue import (
+    CATALOGUE,
+    Payload,
+    TenantCreated,
+    UserRegistered,
+    subject_prefixes,
+)
 from saas.common.events.envelope import MAX_EVENT_BYTES
 
 SYSTEM = Actor.system("tenancy-worker")
 
 
 def tenant_created(**overrides) -> TenantCreated:
-    fields = {"tenant_id": "t-1", "slug": "acme", "name": "Acme", "schema_name": "tenant_acme"} | overrides
+    fields = {
+        "tenant_id": "t-1",
+        "slug": "acme",
+        "name": "Acme",
+        "schema_name": "tenant_acme",
+    } | overrides
     return TenantCreated(**fields)
 
 
 def test_envelope_has_cloudevents_attributes_and_ours():
-    event = new_event(tenant_created(), source="saas/tenancy", actor=SYSTEM, tenant_id="t-1", correlation_id="req-1")
+    event = new_event(
+        tenant_created(),
+        source="saas/tenancy",
+        actor=SYSTEM,
+        tenant_id="t-1",
+        correlation_id="req-1",
+    )
     doc = orjson.loads(event.to_bytes())
     assert doc["specversion"] == "1.0"
     assert doc["type"] == "tenant.created"
     assert doc["dataversion"] == 1
-    assert {"id", "source", "time", "subject", "tenant_id", "actor", "correlation_id", "data"} <= set(doc)
+    assert {
+        "id",
+        "source",
+        "time",
+        "subject",
+        "tenant_id",
+        "actor",
+        "correlation_id",
+        "data",
+    } <= set(doc)
     assert doc["actor"] == {"type": "system", "id": "tenancy-worker"}
 
 
@@ -46,7 +72,9 @@ def test_an_oversized_event_is_refused_at_write_time():
 
 
 def _raw(**changes) -> bytes:
-    doc = orjson.loads(new_event(tenant_created(), source="s", actor=SYSTEM, tenant_id="t-1").to_bytes())
+    doc = orjson.loads(
+        new_event(tenant_created(), source="s", actor=SYSTEM, tenant_id="t-1").to_bytes()
+    )
     doc.update(changes)
     return orjson.dumps(doc)
 
@@ -57,7 +85,10 @@ def _raw(**changes) -> bytes:
         (b"not json", "invalid_envelope"),
         (_raw(type="tenant.exploded"), "unknown_type"),
         (_raw(data={"tenant_id": "t-1"}), "invalid_payload"),
-        (_raw(data={"tenant_id": "t", "slug": "a", "name": "n", "schema_name": "s", "extra": 1}), "invalid_payload"),
+        (
+            _raw(data={"tenant_id": "t", "slug": "a", "name": "n", "schema_name": "s", "extra": 1}),
+            "invalid_payload",
+        ),
         (_raw(dataversion=2), "unsupported_version"),
         (_raw(specversion="0.3"), "invalid_envelope"),
         (_raw(actor={"type": "robot", "id": "x"}), "invalid_envelope"),
@@ -76,8 +107,15 @@ def test_payload_validation_applies_field_rules():
 
 
 def test_catalogue_covers_the_design_and_the_stream_covers_the_catalogue():
-    for t in ("user.registered", "tenant.created", "tenant.provisioning_failed", "membership.added",
-              "invitation.accepted", "auth.refresh_token_reused", "project.created"):
+    for t in (
+        "user.registered",
+        "tenant.created",
+        "tenant.provisioning_failed",
+        "membership.added",
+        "invitation.accepted",
+        "auth.refresh_token_reused",
+        "project.created",
+    ):
         assert t in CATALOGUE
     prefixes = subject_prefixes()
     for t in CATALOGUE:

@@ -40,10 +40,11 @@ def cli() -> None:
 
 
 def _register_builtins() -> None:
-    from saas.common.commands import db, dev
+    from saas.common.commands import db, dev, events
 
     cli.add_command(dev.dev)
     cli.add_command(db.db)
+    cli.add_command(events.events)
 
 
 def main() -> None:

@@ -1,0 +1,164 @@
+"""Events through the real processes: identity's outbox -> relay -> JetStream -> the audit service.
+
+The audit process is killed outright (SIGKILL) in the middle of a stream of events and started
+again: the log ends up with every event exactly once and an intact chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from saas.common.bus import BusClient, Principal
+from saas.common.bus.requests import parse_reply
+from saas.common.contracts.audit import AuditPage, AuditQuery, AuditVerification, AuditVerifyRequest
+from saas.common.db import Database
+from saas.common.devstack.servers import free_port
+from saas.common.devstack.supervisor import Child, Supervisor, discover_processes
+from saas.common.errors import ErrorCode, ServiceError
+from saas.common.events.outbox import Outbox
+from saas.common.settings import Settings
+from tests.support.events import connect, project_event, write_events
+
+pytestmark = pytest.mark.e2e
+WANTED = {"identity", "audit"}
+
+
+class Processes:
+    def __init__(self, env: dict[str, str], log_dir) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.specs = {s.name: s for s in discover_processes() if s.name in WANTED}
+        self.ports = {name: free_port() for name in self.specs}
+        self.supervisors: list[Supervisor] = []
+
+    def start(self, name: str) -> Child:
+        supervisor = Supervisor(self.env, log_dir=self.log_dir)
+        (child,) = supervisor.start([self.specs[name]], {name: self.ports[name]})
+        supervisor.wait_ready(60)
+        self.supervisors.append(supervisor)
+        return child
+
+    def stop_all(self) -> None:
+        for supervisor in self.supervisors:
+            supervisor.stop()
+
+
+@pytest.fixture(scope="module")
+def processes(stack, tmp_path_factory) -> Iterator[Processes]:
+    env = {
+        **stack.env(),
+        "APP_ENV": "test",
+        "LOG_FORMAT": "json",
+        "CONSUMER_ACK_WAIT": "2",
+        "OUTBOX_POLL_INTERVAL": "0.2",
+        "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
+    }
+    procs = Processes(env, tmp_path_factory.mktemp("logs"))
+    procs.children = {name: procs.start(name) for name in ("identity", "audit")}
+    yield procs
+    procs.stop_all()
+
+
+@pytest.fixture
+async def db(stack):
+    db = Database.from_settings(Settings.load())
+    yield db
+    await db.dispose()
+
+
+async def audit_count(db: Database, tenant_prefix: str) -> int:
+    async with db.session() as session:
+        return (
+            await session.execute(
+                text("SELECT count(*) FROM audit.events WHERE tenant_key LIKE :p"),
+                {"p": tenant_prefix + "%"},
+            )
+        ).scalar_one()
+
+
+async def wait_for_count(db: Database, prefix: str, expected: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while (n := await audit_count(db, prefix)) < expected:
+        assert time.monotonic() < deadline, f"only {n} of {expected} audit entries after {timeout}s"
+        await asyncio.sleep(0.2)
+
+
+async def test_an_event_written_by_identity_reaches_the_audit_log(processes, db, stack):
+    tenant = f"flow-{uuid.uuid4().hex[:8]}"
+    events = [project_event(tenant, n) for n in range(25)]
+    await write_events(db, Outbox("identity"), events)
+    await wait_for_count(db, tenant, 25)
+
+    bus = await connect(stack.nats_url)
+    client = BusClient(bus, timeout=5)
+    admin = Principal(user_id="u-1", tenant_id=tenant, role="admin")
+    page = await client.request(
+        "audit", "query", AuditQuery(tenant_id=tenant, limit=10), AuditPage, principal=admin
+    )
+    assert [e.tenant_seq for e in page.items] == list(range(25, 15, -1))
+    assert page.items[0].event_id == events[-1].id
+    verdict = await client.request(
+        "audit", "verify", AuditVerifyRequest(tenant_id=tenant), AuditVerification, principal=admin
+    )
+    assert verdict.ok and verdict.checked == 25
+    with pytest.raises(ServiceError) as caught:
+        await client.request(
+            "audit",
+            "query",
+            AuditQuery(tenant_id=tenant),
+            AuditPage,
+            principal=Principal(user_id="u-2", tenant_id="another", role="owner"),
+        )
+    assert caught.value.code is ErrorCode.FORBIDDEN
+    # A page size past the cap, sent raw as a misbehaving client would.
+    raw = await bus.nc.request(
+        "svc.audit.query",
+        orjson.dumps({"tenant_id": tenant, "limit": 5000}),
+        timeout=5,
+        headers=admin.to_headers(),
+    )
+    with pytest.raises(ServiceError) as too_big:
+        parse_reply(raw.data, AuditPage)
+    assert too_big.value.code is ErrorCode.VALIDATION_ERROR
+    await bus.close()
+
+
+async def test_audit_killed_mid_stream_loses_and_duplicates_nothing(processes, db):
+    prefix = f"kill-{uuid.uuid4().hex[:6]}-"
+    events = [project_event(f"{prefix}{n % 4}", n) for n in range(3000)]
+    writer = asyncio.create_task(write_events(db, Outbox("identity"), events, per_tx=100))
+    deadline = time.monotonic() + 60
+    while await audit_count(db, prefix) < 300:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    audit = processes.children["audit"]
+    audit.process.send_signal(signal.SIGKILL)  # no drain, no goodbye
+    audit.process.wait(10)
+    await writer
+    processes.children["audit"] = processes.start("audit")
+    await wait_for_count(db, prefix, 3000, timeout=90)
+    await asyncio.sleep(3)  # past ack_wait: any redelivery would have landed by now
+    assert await audit_count(db, prefix) == 3000
+    async with db.session() as session:
+        dupes = (
+            await session.execute(
+                text(
+                    "SELECT count(*) - count(DISTINCT event_id) FROM audit.events WHERE tenant_key LIKE :p"
+                ),
+                {"p": prefix + "%"},
+            )
+        ).scalar_one()
+        assert dupes == 0
+        from saas.audit import store
+
+        for t in range(4):
+            assert (await store.verify(session, f"{prefix}{t}")).ok

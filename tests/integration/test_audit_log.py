@@ -1,0 +1,216 @@
+"""The audit log in the real database: chained appends, append-only enforcement, verify, queries."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from saas.audit import store
+from saas.audit.handlers import require_tenant_reader
+from saas.common.bus import Principal, RequestContext
+from saas.common.contracts.audit import AuditQuery
+from saas.common.db import Database
+from saas.common.errors import ErrorCode, ServiceError
+from saas.common.events import Actor, new_event
+from saas.common.events.catalogue import MembershipAdded, ProjectCreated
+from saas.common.settings import Settings
+
+
+@pytest.fixture
+async def owner_db(stack):
+    """Connected as the schema owner (a superuser in the embedded stack)."""
+    db = Database.from_settings(Settings.load())
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def writer_db(stack):
+    """Connected as the audit service is: acting as role audit_writer."""
+    db = Database.from_settings(Settings.load(database_role="audit_writer"))
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"tenant-{uuid.uuid4().hex[:8]}"
+
+
+def events_for(tenant: str, count: int, actor: str = "u-1", start: int = 0):
+    return [
+        new_event(
+            ProjectCreated(tenant_id=tenant, project_id=str(n), name=f"p{n}"),
+            source="saas/tenancy",
+            actor=Actor.user(actor),
+            tenant_id=tenant,
+            correlation_id=f"req-{n}",
+        )
+        for n in range(start, start + count)
+    ]
+
+
+async def append(db: Database, batch) -> None:
+    async with db.session() as session:
+        await store.append(session, batch)
+
+
+async def verify(db: Database, tenant: str):
+    async with db.session() as session:
+        return await store.verify(session, tenant)
+
+
+async def test_appended_chain_verifies(writer_db, tenant):
+    await append(writer_db, events_for(tenant, 5))
+    await append(writer_db, events_for(tenant, 5, start=5))
+    result = await verify(writer_db, tenant)
+    assert result.ok and result.checked == 10 and result.first_broken is None
+
+
+async def test_concurrent_appends_for_one_tenant_never_fork(writer_db, tenant):
+    batches = [events_for(tenant, 10, start=i * 10) for i in range(8)]
+    await asyncio.gather(*(append(writer_db, b) for b in batches))
+    async with writer_db.session() as session:
+        seqs = [
+            r[0]
+            for r in await session.execute(
+                text(
+                    "SELECT tenant_seq FROM audit.events WHERE tenant_key = :t ORDER BY tenant_seq"
+                ),
+                {"t": tenant},
+            )
+        ]
+    assert seqs == list(range(1, 81))
+    assert (await verify(writer_db, tenant)).ok
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit.events SET actor_id = 'someone-else' WHERE tenant_key = :t",
+        "DELETE FROM audit.events WHERE tenant_key = :t",
+        "TRUNCATE audit.events",
+    ],
+)
+async def test_the_service_role_cannot_change_the_log(writer_db, tenant, statement):
+    await append(writer_db, events_for(tenant, 2))
+    with pytest.raises(DBAPIError, match="permission denied"):
+        async with writer_db.session() as session:
+            await session.execute(text(statement), {"t": tenant})
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit.events SET actor_id = 'someone-else' WHERE tenant_key = :t",
+        "DELETE FROM audit.events WHERE tenant_key = :t",
+        "TRUNCATE audit.events",
+    ],
+)
+async def test_the_trigger_refuses_changes_by_anyone_else(owner_db, writer_db, tenant, statement):
+    await append(writer_db, events_for(tenant, 2))
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with owner_db.session() as session:
+            await session.execute(text(statement), {"t": tenant})
+
+
+async def _tamper(owner_db: Database, statement: str, tenant: str) -> None:
+    """What only a superuser can do: switch triggers off for the session and edit the log."""
+    async with owner_db.session() as session:
+        await session.execute(text("SET LOCAL session_replication_role = replica"))
+        await session.execute(text(statement), {"t": tenant})
+
+
+async def test_verify_names_the_first_row_a_superuser_altered(owner_db, writer_db, tenant):
+    await append(writer_db, events_for(tenant, 10))
+    await _tamper(
+        owner_db,
+        "UPDATE audit.events SET payload = jsonb_set(payload, '{name}', '\"renamed\"') "
+        "WHERE tenant_key = :t AND tenant_seq IN (4, 7)",
+        tenant,
+    )
+    result = await verify(writer_db, tenant)
+    assert not result.ok
+    assert result.first_broken.tenant_seq == 4
+    assert "contents" in result.first_broken.reason
+    assert result.checked == 3
+
+
+async def test_verify_notices_a_deleted_row(owner_db, writer_db, tenant):
+    await append(writer_db, events_for(tenant, 6))
+    await _tamper(
+        owner_db, "DELETE FROM audit.events WHERE tenant_key = :t AND tenant_seq = 3", tenant
+    )
+    result = await verify(writer_db, tenant)
+    assert not result.ok and result.first_broken.tenant_seq == 3
+    assert "gap" in result.first_broken.reason
+
+
+async def test_verify_notices_a_rewritten_chain_tail(owner_db, writer_db, tenant):
+    await append(writer_db, events_for(tenant, 4))
+    await _tamper(
+        owner_db,
+        "UPDATE audit.events SET prev_hash = repeat('a', 64) WHERE tenant_key = :t AND tenant_seq = 2",
+        tenant,
+    )
+    result = await verify(writer_db, tenant)
+    assert result.first_broken.tenant_seq == 2 and "prev_hash" in result.first_broken.reason
+
+
+async def test_query_filters_and_pages_newest_first(writer_db, tenant):
+    batch = events_for(tenant, 12, actor="alice") + events_for(tenant, 3, actor="bob", start=12)
+    batch.append(
+        new_event(
+            MembershipAdded(tenant_id=tenant, user_id="u-9", role="member"),
+            source="saas/identity",
+            actor=Actor.user("alice"),
+            tenant_id=tenant,
+        )
+    )
+    await append(writer_db, batch)
+    async with writer_db.session() as session:
+        first = await store.query(session, AuditQuery(tenant_id=tenant, actor_id="alice", limit=5))
+        assert [e.tenant_seq for e in first.items] == [16, 12, 11, 10, 9]
+        second = await store.query(
+            session,
+            AuditQuery(tenant_id=tenant, actor_id="alice", limit=5, cursor=first.next_cursor),
+        )
+        assert [e.tenant_seq for e in second.items] == [8, 7, 6, 5, 4]
+        typed = await store.query(session, AuditQuery(tenant_id=tenant, types=["membership.added"]))
+        assert [e.type for e in typed.items] == ["membership.added"] and typed.next_cursor is None
+        future = await store.query(
+            session, AuditQuery(tenant_id=tenant, since=datetime.now(UTC) + timedelta(hours=1))
+        )
+        assert future.items == []
+        other = await store.query(session, AuditQuery(tenant_id="someone-else"))
+        assert other.items == []
+        with pytest.raises(ServiceError) as caught:
+            await store.query(session, AuditQuery(tenant_id=tenant, cursor="garbage!!"))
+        assert caught.value.code is ErrorCode.BAD_REQUEST
+
+
+def test_page_size_is_capped():
+    with pytest.raises(ValueError):
+        AuditQuery(tenant_id="t", limit=201)
+
+
+@pytest.mark.parametrize(
+    ("principal", "code"),
+    [
+        (None, ErrorCode.UNAUTHORIZED),
+        (Principal(user_id="u", tenant_id="other", role="owner"), ErrorCode.FORBIDDEN),
+        (Principal(user_id="u", tenant_id="t-1", role="member"), ErrorCode.FORBIDDEN),
+    ],
+)
+def test_only_owners_and_admins_of_the_tenant_read_its_log(principal, code):
+    with pytest.raises(ServiceError) as caught:
+        require_tenant_reader(RequestContext("r", principal, "svc.audit.query"), "t-1")
+    assert caught.value.code is code
+    require_tenant_reader(
+        RequestContext("r", Principal(user_id="u", tenant_id="t-1", role="admin"), "s"), "t-1"
+    )

@@ -1,0 +1,70 @@
+import uuid
+from datetime import UTC, datetime
+
+from saas.audit.chain import GENESIS, canonical, first_broken_link, link_hash
+
+
+def entry(seq: int, **changes):
+    base = {
+        "event_id": uuid.UUID(int=seq),
+        "tenant_key": "t",
+        "tenant_seq": seq,
+        "type": "project.created",
+        "source": "s",
+        "subject": None,
+        "actor_type": "user",
+        "actor_id": "u",
+        "correlation_id": None,
+        "occurred_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "data_version": 1,
+        "payload": {"b": 1, "a": [1, 2]},
+    }
+    return base | changes
+
+
+def chain(n: int):
+    prev, out = GENESIS, []
+    for seq in range(1, n + 1):
+        e = entry(seq)
+        h = link_hash(prev, e)
+        out.append({**e, "prev_hash": prev, "hash": h})
+        prev = h
+    return out
+
+
+def test_canonical_form_ignores_key_order_and_non_chained_fields():
+    a = entry(1)
+    b = dict(reversed(list(entry(1, payload={"a": [1, 2], "b": 1}).items())))
+    assert canonical(a) == canonical(b)
+    assert canonical(a) == canonical({**a, "recorded_at": "whenever", "hash": "x"})
+
+
+def test_every_field_is_covered_by_the_hash():
+    base = entry(1)
+    for field, value in [
+        ("actor_id", "v"),
+        ("payload", {"b": 2}),
+        ("type", "x"),
+        ("tenant_seq", 2),
+        ("occurred_at", datetime(2026, 1, 2, tzinfo=UTC)),
+        ("correlation_id", "c"),
+    ]:
+        assert link_hash(GENESIS, base) != link_hash(GENESIS, {**base, field: value}), field
+
+
+def test_intact_chain_has_no_broken_link():
+    broken, last, next_seq = first_broken_link(chain(5))
+    assert broken is None and next_seq == 6 and last == chain(5)[-1]["hash"]
+
+
+def test_chain_can_be_walked_page_by_page():
+    rows = chain(6)
+    broken, last, next_seq = first_broken_link(rows[:3])
+    assert broken is None
+    assert first_broken_link(rows[3:], prev_hash=last, expected_seq=next_seq)[0] is None
+
+
+def test_reordered_entries_are_found():
+    rows = chain(4)
+    rows[1], rows[2] = rows[2], rows[1]
+    assert first_broken_link(rows)[0].tenant_seq == 2
