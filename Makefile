@@ -38,6 +38,15 @@ test-integration: install
 test-e2e: install
 	$(VENV)/bin/pytest tests/e2e
 
+# Figures, not pass/fail: see docs/benchmarks.md for what they mean and the last recorded run.
+bench: install
+	$(VENV)/bin/python bench/events.py --events 20000
+	$(VENV)/bin/python bench/events.py --events 20000 --backlog
+	$(VENV)/bin/python bench/events.py --events 20000 --rate 2000
+
+asyncapi: install
+	$(VENV)/bin/saas events asyncapi -o docs/asyncapi.json
+
 lint: install
 	$(VENV)/bin/ruff check .
 

@@ -216,3 +216,35 @@ async def test_consumer_killed_mid_batch_loses_and_duplicates_nothing(db, schema
     rows = await applied(db, schema)
     assert len(rows) == 300 and len({r[0] for r in rows}) == 300
     await bus.close()
+
+
+async def test_consumer_carries_on_after_nats_restarts(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    await publish(bus, [project_event("tr", n) for n in range(100)])
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c5", handler=recorder(schema), options=FAST
+    )
+    await consumer.subscribe()
+    consumer.start()
+
+    async def count_at_least(n: int):
+        async def check() -> bool:
+            return len(await applied(db, schema)) >= n
+
+        return check
+
+    await wait_for(await count_at_least(100))
+    nats_server.stop()
+    await asyncio.sleep(1.0)
+    nats_server.start()
+    await wait_for(lambda: _connected(bus), timeout=20)
+    await publish(bus, [project_event("tr", n) for n in range(100, 200)])
+    await wait_for(await count_at_least(200), timeout=30)
+    await consumer.stop()
+    rows = await applied(db, schema)
+    assert sorted(r[2] for r in rows) == list(range(200))
+    await bus.close()
+
+
+async def _connected(bus) -> bool:
+    return bus.is_connected

@@ -66,30 +66,34 @@ def entry_from_event(event: EventEnvelope, tenant_seq: int) -> dict[str, Any]:
     }
 
 
+_LOCK_TENANTS = sa.text(
+    "SELECT pg_advisory_xact_lock(hashtext(:lane), hashtext(t.key)) "
+    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, ord) ORDER BY t.ord"
+)
+_HEADS = sa.text(
+    "SELECT t.key, h.tenant_seq, h.hash FROM unnest(CAST(:keys AS text[])) AS t(key) "
+    "LEFT JOIN LATERAL (SELECT tenant_seq, hash FROM audit.events e WHERE e.tenant_key = t.key "
+    "ORDER BY tenant_seq DESC LIMIT 1) h ON true"
+)
+
+
 async def append(session: AsyncSession, batch: list[EventEnvelope]) -> int:
-    """Chain and insert a batch. Tenants are locked in sorted order, so replicas never deadlock
-    and a tenant's chain never forks."""
+    """Chain and insert a batch.
+
+    Every tenant in the batch is locked first, in sorted order (so replicas never deadlock), and
+    only then, in a new statement and so a new snapshot, are the chain heads read: a tenant's
+    chain never forks. Two round trips whatever the number of tenants."""
     by_tenant: dict[str, list[EventEnvelope]] = defaultdict(list)
     for event in batch:
         by_tenant[event.tenant_id or ""].append(event)
+    keys = sorted(by_tenant)
+    await session.execute(_LOCK_TENANTS, {"lane": LOCK_LANE, "keys": keys})
+    heads = {r.key: (r.tenant_seq, r.hash) for r in await session.execute(_HEADS, {"keys": keys})}
     rows: list[dict[str, Any]] = []
-    for tenant_key in sorted(by_tenant):
-        await session.execute(
-            sa.select(
-                sa.func.pg_advisory_xact_lock(
-                    sa.func.hashtext(LOCK_LANE), sa.func.hashtext(tenant_key)
-                )
-            )
-        )
-        head = (
-            await session.execute(
-                sa.select(events.c.tenant_seq, events.c.hash)
-                .where(events.c.tenant_key == tenant_key)
-                .order_by(events.c.tenant_seq.desc())
-                .limit(1)
-            )
-        ).first()
-        seq, prev = (head.tenant_seq, head.hash) if head else (0, GENESIS)
+    for tenant_key in keys:
+        seq, prev = heads.get(tenant_key, (None, None))
+        if seq is None:
+            seq, prev = 0, GENESIS
         for event in by_tenant[tenant_key]:
             seq += 1
             entry = entry_from_event(event, seq)
@@ -97,8 +101,40 @@ async def append(session: AsyncSession, batch: list[EventEnvelope]) -> int:
             rows.append({**entry, "prev_hash": prev, "hash": digest})
             prev = digest
     if rows:
-        await session.execute(sa.insert(events), rows)
+        await _copy_rows(session, rows)
     return len(rows)
+
+
+COPY_COLUMNS = (
+    "event_id",
+    "tenant_key",
+    "tenant_seq",
+    "type",
+    "source",
+    "subject",
+    "actor_type",
+    "actor_id",
+    "occurred_at",
+    "correlation_id",
+    "data_version",
+    "payload",
+    "prev_hash",
+    "hash",
+)
+
+
+async def _copy_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """COPY the batch in the session's transaction: several times faster than a multi-row INSERT,
+    and it needs no more than the INSERT privilege the audit role has."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    records = [
+        tuple(orjson.dumps(r[c]).decode() if c == "payload" else r[c] for c in COPY_COLUMNS)
+        for r in rows
+    ]
+    await raw.driver_connection.copy_records_to_table(
+        "events", schema_name="audit", columns=COPY_COLUMNS, records=records
+    )
 
 
 def _encode_cursor(tenant_seq: int) -> str:

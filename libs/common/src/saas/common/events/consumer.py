@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import text
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from saas.common.bus import Bus
 from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, parse_event
+from saas.common.events.pull import BatchPuller
 from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM
 from saas.common.logging import get_logger, log_context
 from saas.common.metrics import Metrics
@@ -77,7 +77,7 @@ class EventConsumer:
         )
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._sub: object | None = None
+        self._puller: BatchPuller | None = None
         m = metrics or Metrics()
         self.events = m.counter(
             "consumer_events_total", "Events handled by outcome", ("consumer", "outcome")
@@ -100,15 +100,14 @@ class EventConsumer:
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=o.ack_wait,
-            max_deliver=o.max_deliveries
-            + 1,  # we dead-letter at max_deliveries; the server is the backstop
+            # We dead-letter at max_deliveries; the server's limit is only the backstop.
+            max_deliver=o.max_deliveries + 1,
             max_ack_pending=o.batch_size * 10,
             filter_subjects=self.subjects,
         )
         await self.bus.js.add_consumer(EVENTS_STREAM, config)  # creates, or updates in place
-        self._sub = await self.bus.js.pull_subscribe_bind(
-            durable=self.durable, stream=EVENTS_STREAM
-        )
+        self._puller = BatchPuller(self.bus.nc, EVENTS_STREAM, self.durable)
+        await self._puller.start()
 
     # -- the loop -----------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
@@ -120,19 +119,18 @@ class EventConsumer:
         self._stopping = True
         if self._task is not None:
             await self._task
+        if self._puller is not None:
+            await self._puller.stop()
 
     async def run(self) -> None:
-        if self._sub is None:
+        if self._puller is None:
             await self.subscribe()
+        assert self._puller is not None
         failures = 0
         last_lag = 0.0
         while not self._stopping:
             try:
-                msgs = await self._sub.fetch(
-                    self.options.batch_size, timeout=self.options.fetch_timeout
-                )  # type: ignore[attr-defined]
-            except nats.errors.TimeoutError:
-                msgs = []
+                msgs = await self._puller.fetch(self.options.batch_size, self.options.fetch_timeout)
             except Exception as exc:  # NATS down or reconnecting
                 failures += 1
                 log.warning("consumer fetch failed", consumer=self.durable, error=repr(exc))
@@ -147,7 +145,7 @@ class EventConsumer:
 
     async def _measure_lag(self) -> None:
         try:
-            info = await self._sub.consumer_info()  # type: ignore[attr-defined]
+            info = await self.bus.js.consumer_info(EVENTS_STREAM, self.durable)
             self.lag.labels(self.durable).set(info.num_pending + info.num_ack_pending)
         except Exception:  # metrics must never stop the consumer
             pass

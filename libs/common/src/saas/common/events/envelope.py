@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from saas.common.events.catalogue import CATALOGUE
 
@@ -53,9 +53,19 @@ class EventEnvelope(BaseModel):
     actor: Actor
     correlation_id: str | None = None
     data: dict[str, Any]
+    _raw: bytes | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        # Compare what the event says, not whether its wire form happens to be cached.
+        return isinstance(other, EventEnvelope) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # `data` is a dict: envelopes are not hashable
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        """The wire form (computed once: the envelope is immutable)."""
+        if self._raw is None:
+            self._raw = orjson.dumps(self.model_dump(mode="json"))
+        return self._raw
 
     def payload(self) -> BaseModel:
         """The typed payload, validated against the catalogue."""
