@@ -248,3 +248,32 @@ async def test_consumer_carries_on_after_nats_restarts(db, schema, nats_server):
 
 async def _connected(bus) -> bool:
     return bus.is_connected
+
+
+async def test_processed_ids_older_than_the_stream_keeps_events_are_pruned(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    options = ConsumerOptions(processed_retention=3600)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c6", handler=recorder(schema), options=options
+    )
+    async with db.session() as session:
+        await session.execute(
+            text(
+                f'INSERT INTO "{schema}".processed_events (consumer, event_id, processed_at) VALUES '
+                "('c6', gen_random_uuid(), now() - interval '2 hours'), ('c6', gen_random_uuid(), now()), "
+                "('other', gen_random_uuid(), now() - interval '2 hours')"
+            )
+        )
+    await consumer.prune_processed()
+    async with db.session() as session:
+        left = (
+            (
+                await session.execute(
+                    text(f'SELECT consumer FROM "{schema}".processed_events ORDER BY 1')
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert left == ["c6", "other"]
+    await bus.close()

@@ -50,6 +50,8 @@ class ConsumerOptions:
     backoff: tuple[float, ...] = (1.0, 5.0, 30.0)
     ack_wait: float = 30.0
     fetch_timeout: float = 1.0
+    # Processed ids are kept as long as the stream keeps events: past that nothing can come again.
+    processed_retention: float = 30 * 86400.0
 
 
 class EventConsumer:
@@ -74,6 +76,10 @@ class EventConsumer:
         self._record = text(
             f'INSERT INTO "{schema}".processed_events (consumer, event_id) '  # noqa: S608 - service's own schema
             "SELECT :consumer, unnest(CAST(:ids AS uuid[])) ON CONFLICT DO NOTHING RETURNING event_id"
+        )
+        self._prune = text(
+            f'DELETE FROM "{schema}".processed_events '  # noqa: S608 - service's own schema
+            "WHERE consumer = :consumer AND processed_at < now() - make_interval(secs => :secs)"
         )
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +133,7 @@ class EventConsumer:
             await self.subscribe()
         assert self._puller is not None
         failures = 0
-        last_lag = 0.0
+        last_lag = last_prune = 0.0
         while not self._stopping:
             try:
                 msgs = await self._puller.fetch(self.options.batch_size, self.options.fetch_timeout)
@@ -142,6 +148,19 @@ class EventConsumer:
             if time.monotonic() - last_lag > 2.0:
                 await self._measure_lag()
                 last_lag = time.monotonic()
+            if time.monotonic() - last_prune > 600.0:
+                await self.prune_processed()
+                last_prune = time.monotonic()
+
+    async def prune_processed(self) -> None:
+        try:
+            async with self.db.session() as session:
+                await session.execute(
+                    self._prune,
+                    {"consumer": self.durable, "secs": self.options.processed_retention},
+                )
+        except Exception as exc:  # housekeeping must never stop the consumer
+            log.warning("pruning processed events failed", consumer=self.durable, error=repr(exc))
 
     async def _measure_lag(self) -> None:
         try:

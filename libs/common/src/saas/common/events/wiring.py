@@ -64,6 +64,7 @@ def attach_consumer(
                 batch_size=s.consumer_batch_size,
                 max_deliveries=s.consumer_max_deliveries,
                 ack_wait=s.consumer_ack_wait,
+                processed_retention=s.events_max_age,
             ),
             metrics=p.metrics,
         )
