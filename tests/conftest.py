@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from saas.common.db import Database
 from saas.common.devstack.servers import EmbeddedStack, StackPorts
+from saas.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTION_VARS = ("DATABASE_URL", "NATS_URL", "REDIS_URL", "TEMPORAL_HOST")
@@ -75,3 +77,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 os.environ[key] = value
         if embedded is not None:
             embedded.stop()
+
+
+@pytest.fixture
+async def db(stack):
+    """A database connection pool as the owning services have it (schema owner)."""
+    db = Database.from_settings(Settings.load())
+    yield db
+    await db.dispose()

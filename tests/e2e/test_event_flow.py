@@ -25,7 +25,6 @@ from saas.common.devstack.servers import free_port
 from saas.common.devstack.supervisor import Child, Supervisor, discover_processes
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events.outbox import Outbox
-from saas.common.settings import Settings
 from tests.support.events import connect, project_event, write_events
 
 pytestmark = pytest.mark.e2e
@@ -66,13 +65,6 @@ def processes(stack, tmp_path_factory) -> Iterator[Processes]:
     procs.children = {name: procs.start(name) for name in ("identity", "audit")}
     yield procs
     procs.stop_all()
-
-
-@pytest.fixture
-async def db(stack):
-    db = Database.from_settings(Settings.load())
-    yield db
-    await db.dispose()
 
 
 async def audit_count(db: Database, tenant_prefix: str) -> int:

@@ -22,11 +22,9 @@ from saas.common.settings import Settings
 
 
 @pytest.fixture
-async def owner_db(stack):
+def owner_db(db):
     """Connected as the schema owner (a superuser in the embedded stack)."""
-    db = Database.from_settings(Settings.load())
-    yield db
-    await db.dispose()
+    return db
 
 
 @pytest.fixture

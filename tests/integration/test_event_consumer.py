@@ -14,27 +14,11 @@ from saas.common.db import Database
 from saas.common.events import EventEnvelope
 from saas.common.events.consumer import HEADER_DL_REASON, ConsumerOptions, EventConsumer
 from saas.common.events.stream import DEADLETTER_STREAM
-from saas.common.settings import Settings
-from tests.support.events import PrivateNats, connect, project_event, scratch_schema
+from tests.support.events import connect, project_event, scratch_schema
 
 FAST = ConsumerOptions(
     batch_size=50, max_deliveries=3, backoff=(0.1, 0.2), ack_wait=1.0, fetch_timeout=0.2
 )
-
-
-@pytest.fixture
-async def nats_server(tmp_path):
-    server = PrivateNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def db(stack):
-    db = Database.from_settings(Settings.load())
-    yield db
-    await db.dispose()
 
 
 @pytest.fixture

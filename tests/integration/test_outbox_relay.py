@@ -15,23 +15,7 @@ from saas.common.events.outbox import Outbox
 from saas.common.events.relay import OutboxRelay
 from saas.common.events.stream import EVENTS_STREAM
 from saas.common.metrics import Metrics
-from saas.common.settings import Settings
-from tests.support.events import PrivateNats, connect, project_event, scratch_schema, write_events
-
-
-@pytest.fixture
-async def nats_server(tmp_path):
-    server = PrivateNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def db(stack):
-    db = Database.from_settings(Settings.load())
-    yield db
-    await db.dispose()
+from tests.support.events import connect, project_event, scratch_schema, write_events
 
 
 @pytest.fixture

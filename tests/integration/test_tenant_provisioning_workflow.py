@@ -22,8 +22,12 @@ async def test_provisioning_creates_and_migrates_the_tenant_schema(stack):
     client = await Client.connect(stack.temporal_host)
     queue = f"test-{uuid.uuid4().hex[:8]}"  # a task queue of this test's own
     slug = f"prov-{uuid.uuid4().hex[:6]}"
-    async with Worker(client, task_queue=queue, workflows=[TenantProvisioningWorkflow],
-                      activities=[migrate_tenant_schema]):
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[TenantProvisioningWorkflow],
+        activities=[migrate_tenant_schema],
+    ):
         schema = await client.execute_workflow(
             TenantProvisioningWorkflow.run,
             ProvisionTenantInput(tenant_id=str(uuid.uuid4()), slug=slug),
@@ -42,7 +46,9 @@ async def test_provisioning_creates_and_migrates_the_tenant_schema(stack):
     try:
         async with db.get_tenant_session(slug) as session:
             assert (await session.execute(text("SELECT count(*) FROM projects"))).scalar_one() == 0
-            version = (await session.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+            version = (
+                await session.execute(text("SELECT version_num FROM alembic_version"))
+            ).scalar_one()
         assert version == "0001"
     finally:
         await db.dispose()

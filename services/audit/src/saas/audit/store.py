@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from saas.audit.chain import GENESIS, first_broken_link, link_hash
+from saas.audit.chain import CHAINED_FIELDS, GENESIS, first_broken_link, link_hash
 from saas.common.contracts.audit import (
     AuditEntry,
     AuditPage,
@@ -105,22 +105,7 @@ async def append(session: AsyncSession, batch: list[EventEnvelope]) -> int:
     return len(rows)
 
 
-COPY_COLUMNS = (
-    "event_id",
-    "tenant_key",
-    "tenant_seq",
-    "type",
-    "source",
-    "subject",
-    "actor_type",
-    "actor_id",
-    "occurred_at",
-    "correlation_id",
-    "data_version",
-    "payload",
-    "prev_hash",
-    "hash",
-)
+COPY_COLUMNS = (*CHAINED_FIELDS, "prev_hash", "hash")
 
 
 async def _copy_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
