@@ -105,7 +105,7 @@ class ServiceProcess:
         if NATS in self.needs:
             self.bus = Bus(s.nats_url, name=f"{self.name}@{self.instance}")
             await self.bus.connect()
-            self.client = BusClient(self.bus, timeout=s.bus_request_timeout)
+            self.client = BusClient(self.bus, timeout=s.bus_request_timeout, metrics=self.metrics)
             self.health.add(NATS, self._check_nats)
         if REDIS in self.needs:
             if not s.redis_url:

@@ -9,10 +9,12 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from saas.common.logging import log_context
+from saas.common.logging import get_logger, log_context
 from saas.common.metrics import Metrics
 
 REQUEST_ID_HEADER = "x-request-id"
+QUIET_PATHS = ("/health", "/metrics")  # probes and scrapes: counted, not logged
+log = get_logger(__name__)
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -56,12 +58,20 @@ class RequestContextMiddleware:
             await send(message)
 
         self.in_flight.inc()
-        try:
-            with log_context(request_id=request_id, ip_address=client[0] if client else None):
+        with log_context(request_id=request_id, ip_address=client[0] if client else None):
+            try:
                 await self.app(scope, receive, send_with_id)
-        finally:
-            self.in_flight.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            self.requests.labels(scope["method"], template, str(status)).inc()
-            self.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+            finally:
+                self.in_flight.dec()
+                elapsed = time.perf_counter() - started
+                template = getattr(scope.get("route"), "path", "unmatched")
+                self.requests.labels(scope["method"], template, str(status)).inc()
+                self.latency.labels(scope["method"], template).observe(elapsed)
+                if not scope["path"].startswith(QUIET_PATHS):
+                    log.info(
+                        "request",
+                        method=scope["method"],
+                        path=scope["path"],
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                    )

@@ -54,9 +54,14 @@ class RequestContext:
 class BusClient:
     """Sends typed requests and turns replies into models or `ServiceError`s."""
 
-    def __init__(self, bus: Bus, *, timeout: float = 5.0) -> None:
+    def __init__(self, bus: Bus, *, timeout: float = 5.0, metrics: Metrics | None = None) -> None:
         self.bus = bus
         self.timeout = timeout
+        self._latency = (metrics or Metrics()).histogram(
+            "bus_client_request_seconds",
+            "Round trip of requests to other services",
+            ("service", "operation", "outcome"),
+        )
 
     async def request(
         self,
@@ -74,17 +79,26 @@ class BusClient:
         if principal:
             headers.update(principal.to_headers())
         body = payload.model_dump_json().encode() if payload is not None else b"{}"
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             msg = await self.bus.nc.request(
                 subject, body, timeout=timeout or self.timeout, headers=headers
             )
+            return parse_reply(msg.data, reply_model, service)
         except NoRespondersError:
+            outcome = ErrorCode.SERVICE_UNAVAILABLE.value
             raise ServiceError(
                 ErrorCode.SERVICE_UNAVAILABLE, f"{service} is not available"
             ) from None
         except NatsTimeoutError:
+            outcome = ErrorCode.TIMEOUT.value
             raise ServiceError(ErrorCode.TIMEOUT, f"{service} did not answer in time") from None
-        return parse_reply(msg.data, reply_model, service)
+        except ServiceError as exc:
+            outcome = exc.code.value
+            raise
+        finally:
+            self._latency.labels(service, operation, outcome).observe(time.perf_counter() - started)
 
 
 def parse_reply(raw: bytes, reply_model: type[T], service: str = "service") -> T:
