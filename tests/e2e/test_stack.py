@@ -109,15 +109,24 @@ def test_gateway_metrics_count_requests_by_route(gateway):
     gateway.get("/api/v1/status")
     text = gateway.get("/metrics").text
     assert 'saas_http_requests_total{method="GET",route="/api/v1/status",status="200"}' in text
-    assert 'saas_bus_client_request_seconds_count{operation="ping",outcome="ok",service="identity"}' in text
+    assert (
+        'saas_bus_client_request_seconds_count{operation="ping",outcome="ok",service="identity"}'
+        in text
+    )
 
 
 def test_gateway_logs_each_request_as_json_with_its_request_id(gateway, running):
     gateway.get("/api/v1/status", headers={"X-Request-Id": "log-me-1"})
     log_path = running["gateway"].log_path
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-    (line,) = [entry for entry in lines if entry.get("request_id") == "log-me-1" and entry["message"] == "request"]
-    assert line["service"] == "gateway" and line["status"] == 200 and line["path"] == "/api/v1/status"
+    (line,) = [
+        entry
+        for entry in lines
+        if entry.get("request_id") == "log-me-1" and entry["message"] == "request"
+    ]
+    assert (
+        line["service"] == "gateway" and line["status"] == 200 and line["path"] == "/api/v1/status"
+    )
     assert line["ip_address"] == "127.0.0.1" and line["level"] == "info" and line["timestamp"]
 
 

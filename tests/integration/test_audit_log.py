@@ -212,3 +212,28 @@ def test_only_owners_and_admins_of_the_tenant_read_its_log(principal, code):
     require_tenant_reader(
         RequestContext("r", Principal(user_id="u", tenant_id="t-1", role="admin"), "s"), "t-1"
     )
+
+
+async def test_failed_appends_are_counted_in_audit_log_failures(owner_db, tenant):
+    from saas.audit.handlers import make_event_handler
+    from saas.common.metrics import Metrics
+
+    async with owner_db.session() as session:
+        await session.execute(
+            text(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit_reader_only') THEN "
+                "CREATE ROLE audit_reader_only NOLOGIN; END IF; END $$"
+            )
+        )
+        await session.execute(text("GRANT USAGE ON SCHEMA audit TO audit_reader_only"))
+        await session.execute(text("GRANT SELECT ON audit.events TO audit_reader_only"))
+    reader = Database.from_settings(Settings.load(database_role="audit_reader_only"))
+    metrics = Metrics()
+    handler = make_event_handler(metrics)
+    try:
+        with pytest.raises(DBAPIError, match="permission denied"):
+            async with reader.session() as session:
+                await handler(session, events_for(tenant, 3))
+    finally:
+        await reader.dispose()
+    assert "saas_audit_log_failures_total 1.0" in metrics.render()[0].decode()

@@ -92,6 +92,9 @@ def _raw(**changes) -> bytes:
         (_raw(dataversion=2), "unsupported_version"),
         (_raw(specversion="0.3"), "invalid_envelope"),
         (_raw(actor={"type": "robot", "id": "x"}), "invalid_envelope"),
+        (_raw(id="not-a-uuid"), "invalid_envelope"),
+        (_raw(time="2026-11-28T10:00:00"), "invalid_envelope"),  # no time zone
+        (_raw(tenant_id="t" * 101), "invalid_envelope"),
         (b"{" + b" " * MAX_EVENT_BYTES + b"}", "too_large"),
     ],
 )
@@ -120,3 +123,14 @@ def test_catalogue_covers_the_design_and_the_stream_covers_the_catalogue():
     prefixes = subject_prefixes()
     for t in CATALOGUE:
         assert t.split(".")[0] + ".>" in prefixes
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"tenant_id": "t" * 101}, {"tenant_id": ""}, {"source": ""}, {"correlation_id": "c" * 201}],
+)
+def test_bad_envelope_fields_are_refused_at_write_time(overrides):
+    kwargs = {"source": "saas/tenancy", "actor": SYSTEM} | overrides
+    with pytest.raises(InvalidEvent) as caught:
+        new_event(tenant_created(), **kwargs)
+    assert caught.value.reason == "invalid_envelope"

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+)
 
 from saas.common.events.catalogue import CATALOGUE
 
@@ -38,20 +46,27 @@ class Actor(BaseModel):
         return cls(type="user", id=user_id)
 
 
+def _canonical_uuid(value: str) -> str:
+    return str(uuid.UUID(value))
+
+
+EventId = Annotated[str, AfterValidator(_canonical_uuid)]
+
+
 class EventEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str
-    source: str
+    id: EventId
+    source: str = Field(min_length=1, max_length=200)
     type: str
     specversion: Literal["1.0"] = SPECVERSION
-    time: datetime
-    subject: str | None = None
+    time: AwareDatetime
+    subject: str | None = Field(default=None, max_length=200)
     datacontenttype: Literal["application/json"] = "application/json"
     dataversion: int = Field(ge=1)
-    tenant_id: str | None = None
+    tenant_id: str | None = Field(default=None, min_length=1, max_length=100)
     actor: Actor
-    correlation_id: str | None = None
+    correlation_id: str | None = Field(default=None, max_length=200)
     data: dict[str, Any]
     _raw: bytes | None = PrivateAttr(default=None)
 
@@ -87,18 +102,21 @@ def new_event(
         raise InvalidEvent(
             "unknown_type", f"{type(data).__name__} is not an event payload in the catalogue"
         )
-    envelope = EventEnvelope(
-        id=str(uuid.uuid4()),
-        source=source,
-        type=spec.type,
-        time=datetime.now(UTC),
-        subject=subject,
-        dataversion=spec.version,
-        tenant_id=tenant_id,
-        actor=actor,
-        correlation_id=correlation_id,
-        data=data.model_dump(mode="json"),
-    )
+    try:
+        envelope = EventEnvelope(
+            id=str(uuid.uuid4()),
+            source=source,
+            type=spec.type,
+            time=datetime.now(UTC),
+            subject=subject,
+            dataversion=spec.version,
+            tenant_id=tenant_id,
+            actor=actor,
+            correlation_id=correlation_id,
+            data=data.model_dump(mode="json"),
+        )
+    except ValidationError as exc:
+        raise InvalidEvent("invalid_envelope", f"{spec.type}: {_summary(exc)}") from None
     size = len(envelope.to_bytes())
     if size > MAX_EVENT_BYTES:
         raise InvalidEvent(

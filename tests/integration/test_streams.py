@@ -1,0 +1,35 @@
+"""The streams are declared by code, idempotently, with the limits the settings give."""
+
+from __future__ import annotations
+
+import nats.js.errors
+import pytest
+
+from saas.common.events.catalogue import subject_prefixes
+from saas.common.events.stream import DEADLETTER_STREAM, EVENTS_STREAM, ensure_streams
+from saas.common.settings import Settings
+from tests.support.events import connect
+
+
+async def test_streams_follow_the_settings_and_can_be_declared_again(nats_server):
+    bus = await connect(nats_server.url)  # declares them once with the defaults
+    settings = Settings.load(
+        events_duplicate_window=30, events_max_age=3600, events_max_bytes=64 * 1024**2
+    )
+    await ensure_streams(bus.js, settings)
+    await ensure_streams(bus.js, settings)  # and again: nothing changes, nothing fails
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    assert info.config.duplicate_window == 30
+    assert info.config.max_age == 3600
+    assert info.config.max_bytes == 64 * 1024**2
+    assert info.config.storage == "file"
+    assert sorted(info.config.subjects) == subject_prefixes()
+    assert (await bus.js.stream_info(DEADLETTER_STREAM)).config.subjects == ["deadletter.>"]
+    await bus.close()
+
+
+async def test_a_subject_outside_the_catalogue_is_refused_by_the_server(nats_server):
+    bus = await connect(nats_server.url)
+    with pytest.raises(nats.js.errors.NoStreamResponseError):
+        await bus.js.publish("payment.captured", b"{}", timeout=1)
+    await bus.close()
