@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -260,4 +263,45 @@ async def test_processed_ids_older_than_the_stream_keeps_events_are_pruned(db, s
             .all()
         )
     assert left == ["c6", "other"]
+    await bus.close()
+
+
+def _saas(nats_url: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "saas.common.cli", "events", "dead-letters", *args],
+        env={**os.environ, "NATS_URL": nats_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def test_dead_letters_are_listed_and_replayed_once_fixed(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    events = [project_event("tl", n) for n in range(5)]
+    broken = {events[2].id}
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c7", handler=recorder(schema, broken), options=FAST
+    )
+    await consumer.subscribe()
+    consumer.start()
+    await publish(bus, events)
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 1))
+
+    listing = await asyncio.to_thread(_saas, nats_server.url, "list", "--consumer", "c7")
+    assert "handler_failed" in listing and "project.created" in listing and "c7" in listing
+    assert "no dead letters" in await asyncio.to_thread(
+        _saas, nats_server.url, "list", "--consumer", "other"
+    )
+
+    broken.clear()  # the cause is fixed
+    replayed = await asyncio.to_thread(_saas, nats_server.url, "replay", "--consumer", "c7")
+    assert "replayed 1" in replayed
+    await wait_for(lambda: _count_outcome(consumer, "applied", 5))
+    await consumer.stop()
+    assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3, 4]
+    assert "no dead letters" in await asyncio.to_thread(_saas, nats_server.url, "list")
     await bus.close()
