@@ -20,7 +20,12 @@ from saas.common.events.stream import DEADLETTER_STREAM
 from tests.support.events import connect, project_event, scratch_schema
 
 FAST = ConsumerOptions(
-    batch_size=50, max_deliveries=3, backoff=(0.1, 0.2), ack_wait=1.0, fetch_timeout=0.2
+    batch_size=50,
+    max_deliveries=3,
+    backoff=(0.1, 0.2),
+    ack_wait=1.0,
+    fetch_timeout=0.2,
+    pause_max=0.5,
 )
 
 
@@ -304,4 +309,34 @@ async def test_dead_letters_are_listed_and_replayed_once_fixed(db, schema, nats_
     await consumer.stop()
     assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3, 4]
     assert "no dead letters" in await asyncio.to_thread(_saas, nats_server.url, "list")
+    await bus.close()
+
+
+async def test_an_outage_pauses_the_consumer_and_dead_letters_nothing(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    events = [project_event("to", n) for n in range(30)]
+    outage = {"calls": 0}
+    apply = recorder(schema)
+
+    async def flaky(session, batch):
+        outage["calls"] += 1
+        if outage["calls"] <= 8:  # more attempts than max_deliveries allows for a handler fault
+            raise ConnectionRefusedError("database is restarting")
+        await apply(session, batch)
+
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c8", handler=flaky, options=FAST
+    )
+    await consumer.subscribe()
+    consumer.start()
+    await publish(bus, events)
+
+    async def all_applied() -> bool:
+        return len(await applied(db, schema)) == 30
+
+    await wait_for(all_applied, timeout=60)
+    await consumer.stop()
+    assert outage["calls"] > 8
+    assert consumer.events.labels("c8", "dead_lettered")._value.get() == 0
+    assert await dead_letters(bus) == []
     await bus.close()

@@ -18,6 +18,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import asyncpg
+import nats.errors
+import sqlalchemy.exc
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import text
@@ -32,6 +35,29 @@ from saas.common.logging import get_logger, log_context
 from saas.common.metrics import Metrics
 
 log = get_logger(__name__)
+
+TRANSIENT = (
+    OSError,  # ConnectionError and friends
+    TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.TimeoutError,
+    nats.errors.NoServersError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An outage of the database or NATS rather than a fault of the event or the handler."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, TRANSIENT) or (
+        exc.__cause__ is not None and isinstance(exc.__cause__, TRANSIENT)
+    )
+
 
 BatchHandler = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]]
 
@@ -50,6 +76,7 @@ class ConsumerOptions:
     backoff: tuple[float, ...] = (1.0, 5.0, 30.0)
     ack_wait: float = 30.0
     fetch_timeout: float = 1.0
+    pause_max: float = 5.0  # longest pause while NATS or the database is away
     # Processed ids are kept as long as the stream keeps events: past that nothing can come again.
     processed_retention: float = 30 * 86400.0
 
@@ -106,8 +133,8 @@ class EventConsumer:
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=o.ack_wait,
-            # We dead-letter at max_deliveries; the server's limit is only the backstop.
-            max_deliver=o.max_deliveries + 1,
+            # Unlimited on the server: this code decides when to give up, and never for an outage.
+            max_deliver=-1,
             max_ack_pending=o.batch_size * 10,
             filter_subjects=self.subjects,
         )
@@ -140,11 +167,19 @@ class EventConsumer:
             except Exception as exc:  # NATS down or reconnecting
                 failures += 1
                 log.warning("consumer fetch failed", consumer=self.durable, error=repr(exc))
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                await asyncio.sleep(min(self.options.pause_max, 0.2 * 2**failures))
                 continue
-            failures = 0
             if msgs:
-                await self.process(msgs)
+                try:
+                    await self.process(msgs)
+                except Exception as exc:  # an outage mid-batch: what was not acked comes back
+                    failures += 1
+                    log.warning(
+                        "consumer batch interrupted", consumer=self.durable, error=repr(exc)
+                    )
+                    await asyncio.sleep(min(self.options.pause_max, 0.2 * 2**failures))
+                    continue
+            failures = 0
             if time.monotonic() - last_lag > 2.0:
                 await self._measure_lag()
                 last_lag = time.monotonic()
@@ -181,15 +216,34 @@ class EventConsumer:
         if valid:
             try:
                 await self._apply(valid)
-            except Exception:
+            except Exception as exc:
+                if is_transient(exc):
+                    await self._put_back(valid, exc)
+                    raise
                 log.warning(
                     "batch failed; retrying one event at a time",
                     consumer=self.durable,
                     size=len(valid),
                 )
-                for item in valid:
-                    await self._apply_one(item)
+                for i, item in enumerate(valid):
+                    try:
+                        await self._apply_one(item)
+                    except Exception as exc:
+                        await self._put_back(valid[i:], exc)
+                        raise
         self.batch_seconds.labels(self.durable).observe(time.perf_counter() - started)
+
+    async def _put_back(self, items: list[tuple[Msg, EventEnvelope]], exc: BaseException) -> None:
+        """The database or NATS is away, not the events' fault: hand them back for later,
+        without counting towards dead-lettering."""
+        log.warning(
+            "consumer paused by an outage", consumer=self.durable, error=repr(exc), size=len(items)
+        )
+        for msg, _ in items:
+            try:
+                await msg.nak(delay=self.options.backoff[0])
+            except Exception:  # NATS itself is away: the server redelivers after ack_wait anyway
+                break
 
     async def _apply(self, items: list[tuple[Msg, EventEnvelope]]) -> None:
         async with self.db.session() as session:
@@ -216,6 +270,8 @@ class EventConsumer:
         try:
             await self._apply([item])
         except Exception as exc:
+            if is_transient(exc):
+                raise  # an outage: the caller puts the rest back and pauses
             self.failures.labels(self.durable).inc()
             deliveries = msg.metadata.num_delivered
             with log_context(correlation_id=envelope.correlation_id, tenant_id=envelope.tenant_id):
