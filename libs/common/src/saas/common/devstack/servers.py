@@ -31,7 +31,7 @@ class StackError(RuntimeError):
     """A server could not start; the message says which and why, for a person to read."""
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -125,7 +125,7 @@ class Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - runs after setuid, see module doc
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - runs after setuid, see module doc
             user=self.user,
             cwd=self.cwd,
         )

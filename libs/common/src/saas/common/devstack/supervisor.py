@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from saas.common.devstack.servers import StackError, _die_with_parent, port_is_free
+from saas.common.devstack.servers import StackError, die_with_parent, port_is_free
 
 PROCESSES_GROUP = "saas.processes"
 
@@ -88,7 +88,7 @@ class Supervisor:
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=die_with_parent,  # noqa: PLW1509
             )
             if out:
                 out.close()
