@@ -38,3 +38,11 @@ def test_every_code_has_a_status_and_a_problem_document():
         assert doc["status"] == HTTP_STATUS[code]
         assert doc["code"] == code.value
         assert doc["title"]
+
+
+def test_backoff_doubles_up_to_its_cap():
+    from saas.common.lifecycle import backoff
+
+    assert [backoff(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.4, 0.8]
+    assert backoff(50) == 5.0
+    assert backoff(3, first=0.2, cap=0.5) == 0.5

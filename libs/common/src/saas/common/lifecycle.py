@@ -11,6 +11,11 @@ from saas.common.logging import get_logger
 log = get_logger(__name__)
 
 
+def backoff(attempt: int, *, first: float = 0.1, cap: float = 5.0) -> float:
+    """Seconds to wait before retry number `attempt` (1, 2, ...): doubling from `first`, at most `cap`."""
+    return min(cap, first * 2 ** max(0, attempt - 1))
+
+
 class TaskTracker:
     """Background tasks a process must let finish (bus handlers, consumers) before it exits."""
 

@@ -31,6 +31,7 @@ from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, parse_event
 from saas.common.events.pull import BatchPuller
 from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM
+from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger, log_context
 from saas.common.metrics import Metrics
 
@@ -167,7 +168,7 @@ class EventConsumer:
             except Exception as exc:  # NATS down or reconnecting
                 failures += 1
                 log.warning("consumer fetch failed", consumer=self.durable, error=repr(exc))
-                await asyncio.sleep(min(self.options.pause_max, 0.2 * 2**failures))
+                await asyncio.sleep(backoff(failures, first=0.2, cap=self.options.pause_max))
                 continue
             if msgs:
                 try:
@@ -177,7 +178,7 @@ class EventConsumer:
                     log.warning(
                         "consumer batch interrupted", consumer=self.durable, error=repr(exc)
                     )
-                    await asyncio.sleep(min(self.options.pause_max, 0.2 * 2**failures))
+                    await asyncio.sleep(backoff(failures, first=0.2, cap=self.options.pause_max))
                     continue
             failures = 0
             if time.monotonic() - last_lag > 2.0:

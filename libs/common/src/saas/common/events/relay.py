@@ -20,12 +20,12 @@ from typing import Any
 import asyncpg
 from nats.js import JetStreamContext
 from sqlalchemy import text
-from tenacity import wait_exponential
 
 from saas.common.bus import Bus
 from saas.common.db import Database
 from saas.common.events.outbox import channel_for
 from saas.common.events.stream import EVENTS_STREAM
+from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger
 from saas.common.metrics import Metrics
 
@@ -59,7 +59,6 @@ class OutboxRelay:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
-        self._backoff = wait_exponential(multiplier=0.1, min=0.1, max=5.0)
         table = f'"{schema}".outbox'
         self._claim = text(
             f"""
@@ -168,7 +167,7 @@ class OutboxRelay:
             except Exception as exc:  # NATS or database down: back off and try again
                 failures += 1
                 self.failures.labels(self.schema).inc()
-                delay = self._backoff(_RetryState(failures))
+                delay = backoff(failures)
                 log.warning(
                     "outbox relay batch failed",
                     schema=self.schema,
@@ -192,10 +191,3 @@ class OutboxRelay:
         except Exception as exc:
             self._listener = None
             log.info("outbox relay polls without LISTEN", error=repr(exc))
-
-
-class _RetryState:
-    """The one attribute tenacity's wait strategies read."""
-
-    def __init__(self, attempt_number: int) -> None:
-        self.attempt_number = attempt_number
