@@ -32,7 +32,11 @@ class StackError(RuntimeError):
 
 
 def die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies (elsewhere, a no-op)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
