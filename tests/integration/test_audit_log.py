@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -237,3 +240,38 @@ async def test_failed_appends_are_counted_in_audit_log_failures(owner_db, tenant
     finally:
         await reader.dispose()
     assert "saas_audit_log_failures_total 1.0" in metrics.render()[0].decode()
+
+
+def _verify_cli(*args: str):
+    return subprocess.run(
+        [sys.executable, "-m", "saas.common.cli", "audit", "verify", *args],
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_operators_verify_chains_from_the_command_line(owner_db, writer_db, tenant):
+    other = tenant + "-b"
+    await append(writer_db, events_for(tenant, 4))
+    await append(writer_db, events_for(other, 3))
+    ok = await asyncio.to_thread(_verify_cli, tenant, other)
+    assert ok.returncode == 0, ok.stderr
+    assert (
+        f"{tenant}: intact, 4 entries" in ok.stdout and f"{other}: intact, 3 entries" in ok.stdout
+    )
+
+    await _tamper(
+        owner_db,
+        "UPDATE audit.events SET actor_id = 'mallory' WHERE tenant_key = :t AND tenant_seq = 2",
+        other,
+    )
+    broken = await asyncio.to_thread(_verify_cli, tenant, other)
+    assert broken.returncode == 1
+    assert f"{other}: BROKEN at entry 2" in broken.stdout and f"{tenant}: intact" in broken.stdout
+
+    every = await asyncio.to_thread(_verify_cli, "--all")
+    assert every.returncode == 1 and f"{other}: BROKEN at entry 2" in every.stdout
+    assert (await asyncio.to_thread(_verify_cli)).returncode == 2  # neither tenants nor --all
