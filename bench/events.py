@@ -36,14 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from saas.audit import store  # noqa: E402
+from saas.common.cli import discover_processes  # noqa: E402
 from saas.common.db import Database  # noqa: E402
-from saas.common.devstack.servers import EmbeddedStack, StackPorts, free_port  # noqa: E402
-from saas.common.devstack.supervisor import Supervisor, discover_processes  # noqa: E402
 from saas.common.events import Actor, new_event  # noqa: E402
 from saas.common.events.catalogue import ProjectCreated  # noqa: E402
 from saas.common.events.outbox import Outbox  # noqa: E402
 from saas.common.migrations import find_alembic_ini, upgrade_owners  # noqa: E402
-from saas.common.settings import Settings  # noqa: E402
+from saas.common.settings import DatabaseSettings  # noqa: E402
+from saas.devstack.servers import EmbeddedStack, StackPorts, free_port  # noqa: E402
+from saas.devstack.supervisor import Supervisor  # noqa: E402
 
 
 def metric(url: str, name: str) -> float:
@@ -103,7 +104,7 @@ async def run(args: argparse.Namespace) -> None:
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
     supervisor = Supervisor(env, log_dir=Path(tempfile.mkdtemp(prefix="bench-logs-")))
-    db = Database.from_settings(Settings.load())
+    db = Database.from_settings(DatabaseSettings.load())
     tag = f"bench{int(time.time())}"
     tenants = [f"{tag}-{i}" for i in range(args.tenants)]
     try:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from saas.common.db import Database
-from saas.common.devstack.servers import EmbeddedStack, StackPorts
-from saas.common.settings import Settings
+from saas.common.settings import DatabaseSettings
+from saas.devstack.servers import EmbeddedStack, StackPorts
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTION_VARS = ("DATABASE_URL", "NATS_URL", "REDIS_URL", "TEMPORAL_HOST")
@@ -82,6 +82,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture
 async def db(stack):
     """A database connection pool as the owning services have it (schema owner)."""
-    db = Database.from_settings(Settings.load())
+    db = Database.from_settings(DatabaseSettings.load())
     yield db
     await db.dispose()

@@ -14,8 +14,8 @@ import httpx
 import psutil
 import pytest
 
-from saas.common.devstack.servers import free_port
-from saas.common.devstack.supervisor import discover_processes
+from saas.common.cli import discover_processes
+from saas.devstack.servers import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

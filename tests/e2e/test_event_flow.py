@@ -19,12 +19,13 @@ from sqlalchemy import text
 
 from saas.common.bus import BusClient, Principal
 from saas.common.bus.requests import parse_reply
+from saas.common.cli import discover_processes
 from saas.common.contracts.audit import AuditPage, AuditQuery, AuditVerification, AuditVerifyRequest
 from saas.common.db import Database
-from saas.common.devstack.servers import free_port
-from saas.common.devstack.supervisor import Child, Supervisor, discover_processes
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events.outbox import Outbox
+from saas.devstack.servers import free_port
+from saas.devstack.supervisor import Child, Supervisor
 from tests.support.events import connect, project_event, write_events
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from saas.common.bus import Bus, BusClient
-from saas.common.devstack.servers import free_port
 from saas.common.errors import ErrorCode, ServiceError
+from saas.devstack.servers import free_port
 from tests.support.slow_process import Done, Slow
 from tests.support.waiting import wait_until_ready
 

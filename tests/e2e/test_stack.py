@@ -10,8 +10,9 @@ import httpx
 import psutil
 import pytest
 
-from saas.common.devstack.servers import free_port
-from saas.common.devstack.supervisor import Child, Supervisor, discover_processes
+from saas.common.cli import discover_processes
+from saas.devstack.servers import free_port
+from saas.devstack.supervisor import Child, Supervisor
 
 pytestmark = pytest.mark.e2e
 SERVICES = {"identity", "tenancy", "audit", "tenancy-worker"}

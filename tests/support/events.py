@@ -11,13 +11,13 @@ from sqlalchemy import text
 
 from saas.common.bus import Bus
 from saas.common.db import Database
-from saas.common.devstack.servers import EmbeddedStack, StackPorts
 from saas.common.events import Actor, EventEnvelope, new_event
 from saas.common.events.catalogue import ProjectCreated
 from saas.common.events.outbox import Outbox
 from saas.common.events.stream import ensure_streams
 from saas.common.events.tables import create_outbox_v1, create_processed_v1
-from saas.common.settings import Settings
+from saas.common.settings import EventSettings
+from saas.devstack.servers import EmbeddedStack, StackPorts
 
 
 class PrivateNats:
@@ -45,7 +45,7 @@ class PrivateNats:
 async def connect(url: str, name: str = "tests") -> Bus:
     bus = Bus(url, name=name)
     await bus.connect()
-    await ensure_streams(bus.js, Settings.load())
+    await ensure_streams(bus.js, EventSettings.load())
     return bus
 
 

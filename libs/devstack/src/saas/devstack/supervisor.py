@@ -1,8 +1,8 @@
 """Runs the service processes that installed services declare, and stops them in order.
 
-Services declare their processes in the `saas.processes` entry-point group: each entry is a list
-of `ProcessSpec`, so `saas dev` and the end-to-end tests start whatever is installed without this
-library naming a service.
+Services declare their processes in the `saas.processes` entry-point group (`ProcessSpec`, in
+`saas.common.cli`), so `saas dev` and the end-to-end tests start whatever is installed without
+naming a service.
 """
 
 from __future__ import annotations
@@ -14,33 +14,10 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 
-from saas.common.devstack.servers import StackError, die_with_parent, port_is_free
-
-PROCESSES_GROUP = "saas.processes"
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """One process of a service: `saas <args>`, its ops port, and the env key that advertises it."""
-
-    name: str
-    args: tuple[str, ...]
-    default_port: int
-    url_key: str  # e.g. IDENTITY_OPS_URL in .devstack/env
-    port_env: (
-        str  # what a person sets to move it in `saas dev`, e.g. GATEWAY_PORT, IDENTITY_OPS_PORT
-    )
-    order: int = 50  # lower starts first, stops last
-
-
-def discover_processes() -> list[ProcessSpec]:
-    specs: list[ProcessSpec] = []
-    for ep in entry_points(group=PROCESSES_GROUP):
-        specs.extend(ep.load())
-    return sorted(specs, key=lambda s: (s.order, s.name))
+from saas.common.cli import ProcessSpec
+from saas.devstack.servers.base import StackError, die_with_parent, port_is_free
 
 
 @dataclass
@@ -82,7 +59,7 @@ class Supervisor:
             }
             out = open(child.log_path, "ab") if child.log_path else None  # noqa: SIM115 - the child keeps it
             child.process = subprocess.Popen(
-                [sys.executable, "-m", "saas.common.cli", *child.spec.args],
+                [sys.executable, "-m", "saas.common.cli", "run", child.spec.name],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from saas.common.devstack.servers import EmbeddedStack, StackError, StackPorts
-from saas.common.devstack.supervisor import Supervisor, discover_processes
+from saas.common.cli import discover_processes
+from saas.devstack.servers import EmbeddedStack, StackError, StackPorts
+from saas.devstack.supervisor import Supervisor
 
 # Which embedded server stands in for which connection variable.
 SERVER_FOR = {
