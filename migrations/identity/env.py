@@ -1,3 +1,3 @@
 from saas.common.migrations import run_owner_env
 
-run_owner_env("identity")
+run_owner_env()

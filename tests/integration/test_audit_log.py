@@ -21,7 +21,7 @@ from saas.common.db import Database
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events import Actor, new_event
 from saas.common.events.catalogue import MembershipAdded, ProjectCreated
-from saas.common.settings import Settings
+from saas.common.settings import DatabaseSettings
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def owner_db(db):
 @pytest.fixture
 async def writer_db(stack):
     """Connected as the audit service is: acting as role audit_writer."""
-    db = Database.from_settings(Settings.load(database_role="audit_writer"))
+    db = Database.from_settings(DatabaseSettings.load(database_role="audit_writer"))
     yield db
     await db.dispose()
 
@@ -230,7 +230,7 @@ async def test_failed_appends_are_counted_in_audit_log_failures(owner_db, tenant
         )
         await session.execute(text("GRANT USAGE ON SCHEMA audit TO audit_reader_only"))
         await session.execute(text("GRANT SELECT ON audit.events TO audit_reader_only"))
-    reader = Database.from_settings(Settings.load(database_role="audit_reader_only"))
+    reader = Database.from_settings(DatabaseSettings.load(database_role="audit_reader_only"))
     metrics = Metrics()
     handler = make_event_handler(metrics)
     try:

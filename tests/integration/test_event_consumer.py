@@ -100,10 +100,9 @@ async def test_events_are_applied_once_even_when_redelivered(db, schema, nats_se
     consumer = EventConsumer(
         bus=bus, db=db, schema=schema, durable="c1", handler=recorder(schema), options=FAST
     )
-    await consumer.subscribe()
-    consumer.start()
+    await consumer.start()
     await wait_for(lambda: _count_outcome(consumer, "duplicate", 30))
-    await consumer.stop()
+    await consumer.drain()
     rows = await applied(db, schema)
     assert len(rows) == 120
     assert sorted(r[2] for r in rows) == list(range(120))
@@ -127,10 +126,9 @@ async def test_poison_event_is_dead_lettered_and_the_rest_go_on(db, schema, nats
         handler=recorder(schema, {poison.id}),
         options=FAST,
     )
-    await consumer.subscribe()
-    consumer.start()
+    await consumer.start()
     await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 1))
-    await consumer.stop()
+    await consumer.drain()
     rows = await applied(db, schema)
     assert sorted(r[2] for r in rows) == [n for n in range(20) if n != 7]
     (letter,) = await dead_letters(bus)
@@ -159,11 +157,10 @@ async def test_bad_input_is_dead_lettered_at_once_with_its_reason(db, schema, na
     consumer = EventConsumer(
         bus=bus, db=db, schema=schema, durable="c3", handler=recorder(schema), options=FAST
     )
-    await consumer.subscribe()
-    consumer.start()
+    await consumer.start()
     await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 4))
     await wait_for(lambda: _count_outcome(consumer, "applied", 1))
-    await consumer.stop()
+    await consumer.drain()
     letters = await dead_letters(bus)
     assert sorted(m.headers[HEADER_DL_REASON] for m in letters) == sorted(bad)
     assert all(
@@ -185,8 +182,8 @@ async def test_consumer_killed_mid_batch_loses_and_duplicates_nothing(db, schema
         await asyncio.sleep(10)  # killed while this batch's transaction is open
 
     first = EventConsumer(bus=bus, db=db, schema=schema, durable="c4", handler=slow, options=FAST)
-    await first.subscribe()
-    task = first.start()
+    await first.start()
+    task = first.task
     await started.wait()
     task.cancel()  # the process dies: no commit, no ack
     with pytest.raises(asyncio.CancelledError):
@@ -196,15 +193,14 @@ async def test_consumer_killed_mid_batch_loses_and_duplicates_nothing(db, schema
     second = EventConsumer(
         bus=bus, db=db, schema=schema, durable="c4", handler=recorder(schema), options=FAST
     )
-    await second.subscribe()
-    second.start()
+    await second.start()
 
     async def all_applied() -> bool:
         return len(await applied(db, schema)) >= 300
 
     await wait_for(all_applied, timeout=30)
     await asyncio.sleep(1.5)  # past ack_wait: anything unacknowledged would come back now
-    await second.stop()
+    await second.drain()
     rows = await applied(db, schema)
     assert len(rows) == 300 and len({r[0] for r in rows}) == 300
     await bus.close()
@@ -216,8 +212,7 @@ async def test_consumer_carries_on_after_nats_restarts(db, schema, nats_server):
     consumer = EventConsumer(
         bus=bus, db=db, schema=schema, durable="c5", handler=recorder(schema), options=FAST
     )
-    await consumer.subscribe()
-    consumer.start()
+    await consumer.start()
 
     async def count_at_least(n: int):
         async def check() -> bool:
@@ -232,7 +227,7 @@ async def test_consumer_carries_on_after_nats_restarts(db, schema, nats_server):
     await wait_for(lambda: _connected(bus), timeout=20)
     await publish(bus, [project_event("tr", n) for n in range(100, 200)])
     await wait_for(await count_at_least(200), timeout=30)
-    await consumer.stop()
+    await consumer.drain()
     rows = await applied(db, schema)
     assert sorted(r[2] for r in rows) == list(range(200))
     await bus.close()
@@ -291,8 +286,7 @@ async def test_dead_letters_are_listed_and_replayed_once_fixed(db, schema, nats_
     consumer = EventConsumer(
         bus=bus, db=db, schema=schema, durable="c7", handler=recorder(schema, broken), options=FAST
     )
-    await consumer.subscribe()
-    consumer.start()
+    await consumer.start()
     await publish(bus, events)
     await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 1))
 
@@ -306,7 +300,7 @@ async def test_dead_letters_are_listed_and_replayed_once_fixed(db, schema, nats_
     replayed = await asyncio.to_thread(_saas, nats_server.url, "replay", "--consumer", "c7")
     assert "replayed 1" in replayed
     await wait_for(lambda: _count_outcome(consumer, "applied", 5))
-    await consumer.stop()
+    await consumer.drain()
     assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3, 4]
     assert "no dead letters" in await asyncio.to_thread(_saas, nats_server.url, "list")
     await bus.close()
@@ -327,15 +321,14 @@ async def test_an_outage_pauses_the_consumer_and_dead_letters_nothing(db, schema
     consumer = EventConsumer(
         bus=bus, db=db, schema=schema, durable="c8", handler=flaky, options=FAST
     )
-    await consumer.subscribe()
-    consumer.start()
+    await consumer.start()
     await publish(bus, events)
 
     async def all_applied() -> bool:
         return len(await applied(db, schema)) == 30
 
     await wait_for(all_applied, timeout=60)
-    await consumer.stop()
+    await consumer.drain()
     assert outage["calls"] > 8
     assert consumer.events.labels("c8", "dead_lettered")._value.get() == 0
     assert await dead_letters(bus) == []

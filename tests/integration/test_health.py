@@ -5,9 +5,22 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from saas.common.bus import Responder
-from saas.common.process import DATABASE, NATS, REDIS, TEMPORAL, ServiceProcess
-from saas.common.settings import Settings
+from saas.common.process import ServiceProcess
+from saas.common.settings import (
+    BusSettings,
+    DatabaseSettings,
+    RedisSettings,
+    Settings,
+    TemporalSettings,
+)
+
+
+class EverythingSettings(DatabaseSettings, BusSettings, RedisSettings, TemporalSettings):
+    """A process that uses every kind of server."""
+
+
+class DatabaseAndBusSettings(DatabaseSettings, BusSettings):
+    pass
 
 
 async def probe(process: ServiceProcess, path: str) -> httpx.Response:
@@ -22,10 +35,8 @@ async def probe(process: ServiceProcess, path: str) -> httpx.Response:
 async def started():
     processes: list[ServiceProcess] = []
 
-    async def start(settings: Settings, needs: tuple[str, ...]) -> ServiceProcess:
-        process = ServiceProcess(
-            "probe", "9.9.9", settings, needs=needs, responder=Responder("probe")
-        )
+    async def start(settings: Settings) -> ServiceProcess:
+        process = ServiceProcess("probe", "9.9.9", settings)
         await process.start()
         processes.append(process)
         return process
@@ -36,7 +47,7 @@ async def started():
 
 
 async def test_ready_when_every_dependency_answers(stack, started):
-    process = await started(Settings.load(), (DATABASE, NATS, REDIS, TEMPORAL))
+    process = await started(EverythingSettings.load())
     response = await probe(process, "/health/ready")
     assert response.status_code == 200
     assert response.json() == {
@@ -49,7 +60,7 @@ async def test_ready_when_every_dependency_answers(stack, started):
 
 
 async def test_health_reports_version(stack, started):
-    process = await started(Settings.load(), (NATS,))
+    process = await started(BusSettings.load())
     response = await probe(process, "/health")
     assert response.json() == {"status": "healthy", "version": "9.9.9"}
 
@@ -57,7 +68,7 @@ async def test_health_reports_version(stack, started):
 async def test_not_ready_names_the_failing_dependency(stack, started):
     dead_db = "postgresql+asyncpg://postgres@127.0.0.1:9/saas"  # nothing listens on port 9
     process = await started(
-        Settings.load(database_url=dead_db, health_check_timeout=1.0), (DATABASE, NATS)
+        DatabaseAndBusSettings.load(database_url=dead_db, health_check_timeout=1.0)
     )
     response = await probe(process, "/health/ready")
     assert response.status_code == 503
@@ -69,7 +80,7 @@ async def test_not_ready_names_the_failing_dependency(stack, started):
 
 
 async def test_metrics_are_exposed_in_prometheus_format(stack, started):
-    process = await started(Settings.load(), (NATS,))
+    process = await started(BusSettings.load())
     process.metrics.counter("widgets_total", "Widgets made").inc(3)
     response = await probe(process, "/metrics")
     assert response.status_code == 200
@@ -78,7 +89,7 @@ async def test_metrics_are_exposed_in_prometheus_format(stack, started):
 
 
 async def test_draining_process_is_not_ready(stack, started):
-    process = await started(Settings.load(), (NATS,))
+    process = await started(BusSettings.load())
     process.health.draining = True
     response = await probe(process, "/health/ready")
     assert response.status_code == 503

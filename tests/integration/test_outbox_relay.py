@@ -109,7 +109,7 @@ async def test_crash_between_publish_and_mark_is_deduplicated_by_the_server(
 async def test_notify_wakes_the_relay_without_waiting_for_the_poll(db, outbox, nats_server):
     bus = await connect(nats_server.url)
     relay = OutboxRelay(db, bus, outbox.schema, poll_interval=30.0)
-    relay.start()
+    await relay.start()
     await asyncio.sleep(0.5)  # let it LISTEN and go to sleep
     started = time.monotonic()
     await write_events(db, outbox, [project_event("td", 0)])
@@ -125,7 +125,7 @@ async def test_two_replicas_publish_each_event_once_in_order_per_tenant(db, outb
     events = [project_event(f"tenant{n % 5}", n) for n in range(1000)]
     relays = [OutboxRelay(db, b, outbox.schema, batch_size=50, poll_interval=0.05) for b in buses]
     for r in relays:
-        r.start()
+        await r.start()
     await write_events(db, outbox, events, per_tx=20)
     deadline = time.monotonic() + 30
     while await unsent(db, outbox):
@@ -147,7 +147,7 @@ async def test_nats_outage_loses_nothing_and_keeps_order_per_tenant(db, outbox, 
     relay = OutboxRelay(
         db, bus, outbox.schema, batch_size=100, poll_interval=0.1, publish_timeout=2.0
     )
-    relay.start()
+    await relay.start()
     n = 0
 
     async def write(count: int) -> None:

@@ -7,13 +7,13 @@ import pytest
 
 from saas.common.events.catalogue import subject_prefixes
 from saas.common.events.stream import DEADLETTER_STREAM, EVENTS_STREAM, ensure_streams
-from saas.common.settings import Settings
+from saas.common.settings import EventSettings
 from tests.support.events import connect
 
 
 async def test_streams_follow_the_settings_and_can_be_declared_again(nats_server):
     bus = await connect(nats_server.url)  # declares them once with the defaults
-    settings = Settings.load(
+    settings = EventSettings.load(
         events_duplicate_window=30, events_max_age=3600, events_max_bytes=64 * 1024**2
     )
     await ensure_streams(bus.js, settings)

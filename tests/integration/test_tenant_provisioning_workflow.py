@@ -9,7 +9,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from saas.common.db import Database
-from saas.common.settings import Settings
+from saas.common.settings import DatabaseSettings
 from saas.common.tenant_names import schema_for
 from saas.tenancy.workflows.provisioning import (
     ProvisionTenantInput,
@@ -42,7 +42,7 @@ async def test_provisioning_creates_and_migrates_the_tenant_schema(stack):
             task_queue=queue,
         )
     assert schema == again == schema_for(slug)
-    db = Database.from_settings(Settings.load())
+    db = Database.from_settings(DatabaseSettings.load())
     try:
         async with db.get_tenant_session(slug) as session:
             assert (await session.execute(text("SELECT count(*) FROM projects"))).scalar_one() == 0

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from saas.common.db import Database
 from saas.common.migrations import find_alembic_ini, upgrade_tenant
-from saas.common.settings import Settings
+from saas.common.settings import DatabaseSettings
 from saas.common.tenant_names import InvalidSlugError, schema_for
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("stack")
 @pytest.fixture
 async def one_connection_db():
     db = Database.from_settings(
-        Settings.load(db_pool_size=1, db_max_overflow=0, db_pool_timeout=10)
+        DatabaseSettings.load(db_pool_size=1, db_max_overflow=0, db_pool_timeout=10)
     )
     yield db
     await db.dispose()

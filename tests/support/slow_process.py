@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
 from pydantic import BaseModel
 
-from saas.common.bus import RequestContext, Responder
-from saas.common.process import NATS, ServiceProcess
-from saas.common.settings import Settings
+from saas.common.bus import RequestContext
+from saas.common.process import ServiceProcess
+from saas.common.settings import BusSettings
 
 
 class Slow(BaseModel):
@@ -24,17 +23,14 @@ class Done(BaseModel):
     slept: float
 
 
-def build() -> tuple[ServiceProcess, FastAPI]:
-    responder = Responder("slowpoke")
+def build() -> ServiceProcess:
+    process = ServiceProcess("slowpoke", "1.0.0", BusSettings.load())
 
-    @responder.operation("slow", Slow)
+    @process.responder.operation("slow", Slow)
     async def slow(request: Slow, _: RequestContext) -> Done:
         await asyncio.sleep(request.seconds)
         return Done(slept=request.seconds)
 
-    process = ServiceProcess(
-        "slowpoke", "1.0.0", Settings.load(), needs=(NATS,), responder=responder
-    )
     app = process.create_app()
 
     @app.get("/slow")
@@ -42,9 +38,8 @@ def build() -> tuple[ServiceProcess, FastAPI]:
         await asyncio.sleep(seconds)
         return Done(slept=seconds)
 
-    return process, app
+    return process
 
 
 if __name__ == "__main__":
-    process, app = build()
-    process.run(app)
+    build().run()

@@ -1,7 +1,34 @@
 import pytest
 from pydantic import ValidationError
 
-from saas.common.settings import DEFAULT_JWT_SECRET_KEY, InsecureConfigurationError, Settings
+from saas.audit.main import AuditSettings
+from saas.common.settings import (
+    DEFAULT_JWT_SECRET_KEY,
+    BusSettings,
+    DatabaseSettings,
+    EventSettings,
+    HttpSettings,
+    InsecureConfigurationError,
+    RedisSettings,
+    TemporalSettings,
+    TokenSettings,
+)
+from saas.gateway.settings import GatewaySettings
+from saas.identity.main import IdentitySettings
+from saas.tenancy.worker import WorkerSettings
+
+
+class Settings(
+    DatabaseSettings,
+    BusSettings,
+    EventSettings,
+    RedisSettings,
+    TemporalSettings,
+    HttpSettings,
+    TokenSettings,
+):
+    """A process that uses every group, so every production rule applies."""
+
 
 SAFE_PRODUCTION = {
     "APP_ENV": "production",
@@ -15,6 +42,8 @@ SAFE_PRODUCTION = {
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch):
     for key in list(SAFE_PRODUCTION) + ["CORS_ORIGINS", "CORS_ALLOW_CREDENTIALS", "DATABASE_URL"]:
+        monkeypatch.delenv(key, raising=False)
+    for key in ("NATS_URL", "TEMPORAL_HOST"):
         monkeypatch.delenv(key, raising=False)
 
     def set_env(**values: str) -> None:
@@ -91,3 +120,45 @@ def test_invalid_values_are_rejected_clearly(env):
     env(DB_POOL_SIZE="0")
     with pytest.raises(ValidationError, match="db_pool_size"):
         Settings.load()
+
+
+def test_audit_starts_in_production_with_only_database_and_nats_settings(env):
+    env(
+        APP_ENV="production",
+        DATABASE_URL="postgres://audit@db:5432/saas",
+        DATABASE_SSL_MODE="verify-full",
+        NATS_URL="nats://nats:4222",
+    )
+    settings = AuditSettings.load()  # no JWT_SECRET_KEY, no REDIS_URL: audit reads neither
+    assert settings.database_role == "audit_writer"
+    assert not hasattr(settings, "jwt_secret_key") and not hasattr(settings, "redis_url")
+
+
+def test_each_process_is_refused_only_for_what_it_uses(env):
+    env(APP_ENV="production", DEBUG="true", CORS_ORIGINS="*", CORS_ALLOW_CREDENTIALS="true")
+    expected = {
+        AuditSettings: {"DEBUG", "DATABASE_SSL_MODE"},
+        WorkerSettings: {"DEBUG", "DATABASE_SSL_MODE"},
+        IdentitySettings: {"DEBUG", "DATABASE_SSL_MODE", "JWT_SECRET_KEY"},
+        GatewaySettings: {"DEBUG", "REDIS_URL", "CORS_ORIGINS"},
+    }
+    for settings_class, names in expected.items():
+        with pytest.raises(InsecureConfigurationError) as caught:
+            settings_class.load()
+        named = {p.split(" ", 1)[0] for p in caught.value.problems}
+        assert named == names, settings_class.__name__
+
+
+def test_a_group_is_checked_once_however_it_is_inherited(env):
+    class Twice(
+        TokenSettings, DatabaseSettings, TokenSettings.__base__
+    ):  # Settings twice in the MRO
+        pass
+
+    env(APP_ENV="production")
+    with pytest.raises(InsecureConfigurationError) as caught:
+        Twice.load()
+    assert sorted(p.split(" ", 1)[0] for p in caught.value.problems) == [
+        "DATABASE_SSL_MODE",
+        "JWT_SECRET_KEY",
+    ]

@@ -1,12 +1,18 @@
-"""The `saas` command. Its own subcommands are generic (`dev`, `db`); each installed service adds
-its subcommands through the `saas.commands` entry-point group, so this library never imports a
-service and another team's package can plug in its own.
+"""The `saas` command, and what a service declares about the processes it runs.
+
+Built-in subcommands are generic (`db`, `events`, `run`). Each installed package adds its own
+through the `saas.commands` entry-point group (a service adds `saas <service>`, the development
+package adds `saas dev`), and declares its processes through `saas.processes`, so this library
+never imports a service and another team's package can plug in the same way.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -14,7 +20,53 @@ from pydantic import ValidationError
 from saas.common import __version__
 from saas.common.settings import InsecureConfigurationError
 
+if TYPE_CHECKING:
+    from saas.common.process import ServiceProcess
+
 COMMANDS_GROUP = "saas.commands"
+PROCESSES_GROUP = "saas.processes"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of a service: what builds it, its ops port, and the env key that advertises it.
+
+    `saas run <name>` runs it; so does `saas dev`, with every other declared process."""
+
+    name: str
+    target: str  # "module:function" returning the wired ServiceProcess
+    default_port: int
+    url_key: str  # e.g. IDENTITY_OPS_URL in .devstack/env
+    port_env: str  # what a person sets to move it, e.g. GATEWAY_PORT, IDENTITY_OPS_PORT
+    order: int = 50  # lower starts first, stops last
+
+    def build(self) -> ServiceProcess:
+        module, _, function = self.target.partition(":")
+        return getattr(importlib.import_module(module), function)()
+
+    def run(self) -> None:
+        """Build the process and serve until SIGTERM."""
+        self.build().run()
+
+
+def service_group(spec: ProcessSpec, help: str) -> click.Group:
+    """`saas <service>`: runs the service's process, or one of the subcommands added to it."""
+
+    @click.group(name=spec.name, help=help, invoke_without_command=True)
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        if ctx.invoked_subcommand is None:
+            spec.run()
+
+    return group
+
+
+def discover_processes() -> list[ProcessSpec]:
+    """Every process the installed packages declare, in start order."""
+    specs: list[ProcessSpec] = []
+    for ep in entry_points(group=PROCESSES_GROUP):
+        specs.extend(ep.load())
+    return sorted(specs, key=lambda s: (s.order, s.name))
 
 
 class SaasGroup(click.Group):
@@ -39,10 +91,20 @@ def cli() -> None:
     """Multi-tenant SaaS backend: run services, the local stack and operations tasks."""
 
 
-def _register_builtins() -> None:
-    from saas.common.commands import db, dev, events
+@cli.command()
+@click.argument("name", required=False, envvar="SAAS_PROCESS")
+def run(name: str | None) -> None:
+    """Run a declared process by name (default: $SAAS_PROCESS), e.g. `saas run tenancy-worker`."""
+    specs = {spec.name: spec for spec in discover_processes()}
+    if not name or name not in specs:
+        known = ", ".join(sorted(specs)) or "none installed"
+        raise click.UsageError(f"name a process to run ({known})")
+    specs[name].run()
 
-    cli.add_command(dev.dev)
+
+def _register_builtins() -> None:
+    from saas.common.commands import db, events
+
     cli.add_command(db.db)
     cli.add_command(events.events)
 

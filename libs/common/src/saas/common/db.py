@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from saas.common.settings import DatabaseSSLMode, Settings
+from saas.common.settings import DatabaseSettings, DatabaseSSLMode
 from saas.common.tenant_names import quote_schema, schema_for
 
 
@@ -34,9 +34,9 @@ def _ssl_argument(mode: DatabaseSSLMode) -> Any:
     return context
 
 
-def engine_options(settings: Settings) -> dict[str, Any]:
+def engine_options(settings: DatabaseSettings, application_name: str = "saas") -> dict[str, Any]:
     """Keyword arguments for `create_async_engine`, from the seed's pool settings."""
-    server_settings = {"application_name": settings.service_name}
+    server_settings = {"application_name": application_name}
     if settings.database_role:
         # Sent at connection start-up: the session acts as this role, so privileges are the role's.
         server_settings["role"] = settings.database_role
@@ -55,8 +55,11 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
-    return create_async_engine(settings.database_url, **{**engine_options(settings), **overrides})
+def create_engine(
+    settings: DatabaseSettings, application_name: str = "saas", **overrides: Any
+) -> AsyncEngine:
+    options = engine_options(settings, application_name)
+    return create_async_engine(settings.database_url, **{**options, **overrides})
 
 
 class Database:
@@ -68,10 +71,11 @@ class Database:
         self._ssl = ssl
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> Database:
-        return cls(
-            create_engine(settings, **overrides), ssl=_ssl_argument(settings.database_ssl_mode)
-        )
+    def from_settings(
+        cls, settings: DatabaseSettings, application_name: str = "saas", **overrides: Any
+    ) -> Database:
+        engine = create_engine(settings, application_name, **overrides)
+        return cls(engine, ssl=_ssl_argument(settings.database_ssl_mode))
 
     async def connect_raw(self) -> asyncpg.Connection:
         """A connection outside the pool, for LISTEN (which must outlive any transaction)."""

@@ -1,4 +1,8 @@
-"""Health and readiness: `/health` says the process is alive, `/health/ready` checks each dependency."""
+"""Health and readiness: `/health` says the process is alive, `/health/ready` checks each dependency.
+
+Readiness is false while the process starts (its dependencies may not answer yet: the body says
+what it waits for), when a required dependency fails, and from the moment it starts draining.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ class HealthChecks:
     version: str
     timeout: float = 2.0
     checks: dict[str, tuple[Check, bool]] = field(default_factory=dict)
+    started: bool = False
     draining: bool = False
+    waiting_for: str | None = None  # the start-up step being retried, and why
 
     def add(self, name: str, check: Check, *, required: bool = True) -> None:
         self.checks[name] = (check, required)
@@ -41,15 +47,22 @@ class HealthChecks:
         results = await asyncio.gather(*(self._run(n, c) for n, (c, _) in self.checks.items()))
         body: dict[str, object] = {}
         failing: dict[str, str] = {}
-        ready = not self.draining
+        ready = self.started and not self.draining
         for name, error in results:
             body[name] = "connected" if error is None else "disconnected"
             if error is not None:
                 failing[name] = error
                 if self.checks[name][1]:
                     ready = False
-        status = "ready" if ready else ("draining" if self.draining else "not_ready")
+        if self.draining:
+            status = "draining"
+        elif not self.started:
+            status = "starting"
+        else:
+            status = "ready" if ready else "not_ready"
         doc: dict[str, object] = {"status": status, **body}
+        if not self.started and self.waiting_for:
+            doc["waiting_for"] = self.waiting_for
         if failing:
             doc["errors"] = failing
             log.warning("readiness check failed", errors=failing)

@@ -1,7 +1,8 @@
 """Structured logging: JSON in production, readable console in development.
 
 Every line carries `timestamp`, `level`, `message` and `service`, plus whatever of `request_id`,
-`tenant_id`, `user_id` and `ip_address` is bound in the current context (`bind_context`).
+`tenant_id`, `user_id` and `ip_address` is bound in the current context (`log_context`: the
+gateway binds it per HTTP request, the responder per bus message, consumers per event).
 Standard-library loggers (uvicorn, alembic, nats) go through the same processors.
 """
 
@@ -14,8 +15,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
-
-CONTEXT_FIELDS = ("request_id", "correlation_id", "tenant_id", "user_id", "ip_address")
 
 
 def _add_service(service: str) -> structlog.types.Processor:
@@ -80,11 +79,6 @@ def configure_logging(
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
-
-
-def bind_context(**fields: Any) -> None:
-    """Bind request-scoped fields (request id, tenant, user, ip) for every log line that follows."""
-    structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if v is not None})
 
 
 @contextmanager

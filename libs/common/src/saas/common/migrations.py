@@ -1,7 +1,8 @@
 """Alembic environments: one per owning service plus one shared by every tenant schema.
 
 Each `migrations/<owner>/env.py` is two lines that call `run_owner_env` or `run_tenant_env`; the
-version table lives in the owner's own schema (the tenant's own schema for tenant migrations).
+owner's schema is named once, in its section of alembic.ini (`schema = identity`), and its
+version table lives there (the tenant's own schema for tenant migrations).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from saas.common.db import engine_options
-from saas.common.settings import Settings
-from saas.common.tenant_names import validate_schema_name
+from saas.common.settings import DatabaseSettings
+from saas.common.tenant_names import quote_schema, validate_schema_name
 
 TENANT_SECTION = "tenant"
 
@@ -66,7 +67,7 @@ def upgrade_tenant(ini: Path, schema: str, revision: str = "head") -> None:
 
 
 def _engine():
-    settings = Settings()
+    settings = DatabaseSettings()
     options = engine_options(settings)
     return create_async_engine(
         settings.database_url, poolclass=pool.NullPool, connect_args=options["connect_args"]
@@ -74,7 +75,7 @@ def _engine():
 
 
 def _run(schema: str, *, use_search_path: bool) -> None:
-    quoted = '"' + schema + '"'
+    quoted = quote_schema(schema)
 
     def do_run(connection: Connection) -> None:
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
@@ -102,10 +103,15 @@ def _run(schema: str, *, use_search_path: bool) -> None:
     asyncio.run(main())
 
 
-def run_owner_env(schema: str) -> None:
-    """env.py of a service that owns `schema`."""
+def run_owner_env() -> None:
+    """env.py of a service that owns a schema: the section's `schema` option in alembic.ini names it."""
     if context.is_offline_mode():
         raise SystemExit("offline (--sql) migrations are not supported")
+    schema = context.config.get_main_option("schema")
+    if not schema:
+        raise SystemExit(
+            f"[{context.config.config_ini_section}] in alembic.ini needs `schema = ...`"
+        )
     _run(schema, use_search_path=False)
 
 

@@ -1,11 +1,27 @@
-"""The frame every process runs in: resources, ops endpoints, lifespan and graceful shutdown.
+"""The frame every process runs in: its connections, its components, ops endpoints and shutdown.
 
-A process is an ASGI app served by uvicorn. On SIGTERM, at once: uvicorn stops accepting
-connections, and the process stops taking bus requests and runs its drain hooks (a consumer
-stops fetching, the Temporal worker stops polling). uvicorn lets in-flight HTTP requests finish
-(`SHUTDOWN_TIMEOUT`) and then runs the lifespan's shutdown, where in-flight bus handlers get the
-same timeout, what is left is logged by name, the shutdown hooks run, and pools and connections
-close.
+A process is an ASGI app served by uvicorn. What it connects to follows from its settings: a
+process whose settings include `DatabaseSettings` has `process.db`, `BusSettings` gives
+`process.bus` (and a responder for `svc.<name>.*`), `RedisSettings` with a URL gives
+`process.redis`, `TemporalSettings` gives `process.temporal`. Each becomes a readiness check.
+Background work is a `Component` added in one line where the process is wired.
+
+Life of a process:
+
+    start      ops port bound at once: /health answers, /health/ready says "starting"
+               connect NATS, Temporal (each retried with backoff until it answers)
+               start each component in the order added (retried likewise)
+               start the responder: requests are taken last
+               ready
+    SIGTERM    readiness turns "draining"; uvicorn stops accepting connections
+    drain      the responder stops taking requests; every component drains (concurrently)
+    in flight  uvicorn lets HTTP requests finish; then bus handlers get what is left of
+               SHUTDOWN_TIMEOUT, and what still runs is named in the log and cancelled
+    stop       components stop in reverse order (the relay publishes what the last requests wrote)
+    close      Redis, Temporal, NATS, the database pool: each bounded, errors logged, never raised
+
+SIGTERM at any moment, start-up included, takes this path: a start that has not finished is
+cancelled and only what had started is stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +33,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI, Response
@@ -25,67 +41,119 @@ from redis.asyncio import Redis
 
 from saas.common.bus import Bus, BusClient, RequestContext, Responder
 from saas.common.bus.requests import Empty
+from saas.common.cli import ProcessSpec
+from saas.common.components import Component
 from saas.common.contracts.system import PingReply
 from saas.common.db import Database
 from saas.common.health import HealthChecks
-from saas.common.lifecycle import TaskTracker
+from saas.common.lifecycle import TaskTracker, backoff
 from saas.common.logging import configure_logging, get_logger
 from saas.common.metrics import Metrics
-from saas.common.settings import Settings
+from saas.common.settings import (
+    BusSettings,
+    DatabaseSettings,
+    RedisSettings,
+    Settings,
+    TemporalSettings,
+)
+
+if TYPE_CHECKING:  # the Temporal SDK is imported only by processes that use it
+    from saas.common.temporal import Temporal
 
 log = get_logger(__name__)
 
-Hook = Callable[["ServiceProcess"], Awaitable[None]]
+R = TypeVar("R")
+C = TypeVar("C", bound=Component)
 
-DATABASE, NATS, REDIS, TEMPORAL = "database", "nats", "redis", "temporal"
+
+class MissingResource(RuntimeError):
+    """Asked for a connection the process's settings do not include."""
 
 
 class ServiceProcess:
-    """One running process of a service: what it connects to and how it starts and stops."""
+    """One running process of a service: what it connects to, what it runs, how it stops."""
 
-    def __init__(
-        self,
-        name: str,
-        version: str,
-        settings: Settings,
-        *,
-        needs: tuple[str, ...] = (DATABASE, NATS),
-        responder: Responder | None = None,
-    ) -> None:
-        self.name = name
+    def __init__(self, process: ProcessSpec | str, version: str, settings: Settings) -> None:
+        """`process` is the spec the service declares (its name and default ops port), or a name."""
+        if isinstance(process, ProcessSpec):
+            self.name, self.default_port = process.name, process.default_port
+        else:
+            self.name, self.default_port = process, 0
         self.version = version
         self.settings = settings
-        self.needs = needs
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.metrics = Metrics()
         self.health = HealthChecks(version=version, timeout=settings.health_check_timeout)
         self.tasks = TaskTracker()
-        self.responder = responder
-        self.bus: Bus | None = None
-        self.client: BusClient | None = None
-        self.db: Database | None = None
-        self.redis: Redis | None = None
-        self.temporal: Any = None
-        self._startup: list[Hook] = []
-        self._drain: list[Hook] = []
-        self._shutdown: list[Hook] = []
+        self._components: list[Component] = []
+        self._started: list[Component] = []
+        self._starting: asyncio.Task[None] | None = None
         self._draining: asyncio.Task[None] | None = None
-        if responder is not None:
-            self._add_ping(responder)
+        self._db: Database | None = None
+        self._bus: Bus | None = None
+        self._client: BusClient | None = None
+        self._redis: Redis | None = None
+        self._temporal: Temporal | None = None
+        self._responder: Responder | None = None
+        self.app: FastAPI | None = None
+        self._open_resources(settings)
 
-    def on_startup(self, hook: Hook) -> Hook:
-        self._startup.append(hook)
-        return hook
+    # -- resources, from the settings' groups ---------------------------------------------------
+    def _open_resources(self, s: Settings) -> None:
+        """Create (not yet connect) what the settings describe, and a readiness check for each."""
+        if isinstance(s, DatabaseSettings):
+            self._db = Database.from_settings(s, application_name=self.name)
+            self.health.add("database", self._db.ping)
+        if isinstance(s, BusSettings):
+            self._bus = Bus(s.nats_url, name=f"{self.name}@{self.instance}")
+            self._client = BusClient(self._bus, timeout=s.bus_request_timeout, metrics=self.metrics)
+            self.health.add("nats", self._bus.check)
+            self._responder = Responder(self.name)
+            self._add_ping(self._responder)
+        if isinstance(s, RedisSettings) and s.redis_url:
+            self._redis = Redis.from_url(s.redis_url, socket_timeout=s.health_check_timeout)
+            self.health.add("redis", self._redis.ping)
+        if isinstance(s, TemporalSettings):
+            from saas.common.temporal import Temporal
 
-    def on_drain(self, hook: Hook) -> Hook:
-        """Run at SIGTERM: stop taking new work (and wait for it, if the hook owns it)."""
-        self._drain.append(hook)
-        return hook
+            self._temporal = Temporal(s.temporal_host, s.temporal_namespace)
+            self.health.add("temporal", self._temporal.check)
 
-    def on_shutdown(self, hook: Hook) -> Hook:
-        """Run after in-flight work has finished: release what the startup hooks took."""
-        self._shutdown.append(hook)
-        return hook
+    def _need(self, resource: R | None, what: str, group: type[Settings]) -> R:
+        if resource is None:
+            raise MissingResource(
+                f"{self.name} has no {what}: its settings do not include {group.__name__}"
+            )
+        return resource
+
+    @property
+    def db(self) -> Database:
+        return self._need(self._db, "database", DatabaseSettings)
+
+    @property
+    def bus(self) -> Bus:
+        return self._need(self._bus, "NATS connection", BusSettings)
+
+    @property
+    def client(self) -> BusClient:
+        return self._need(self._client, "bus client", BusSettings)
+
+    @property
+    def responder(self) -> Responder:
+        """The process's `svc.<name>.*` operations: register handlers with `@responder.operation`."""
+        return self._need(self._responder, "responder", BusSettings)
+
+    @property
+    def redis(self) -> Redis:
+        return self._need(self._redis, "Redis connection (REDIS_URL)", RedisSettings)
+
+    @property
+    def has_redis(self) -> bool:
+        return self._redis is not None
+
+    @property
+    def temporal(self) -> Temporal:
+        return self._need(self._temporal, "Temporal connection", TemporalSettings)
 
     def _add_ping(self, responder: Responder) -> None:
         @responder.operation("ping", Empty)
@@ -97,34 +165,65 @@ class ServiceProcess:
                 time=datetime.now(UTC),
             )
 
-    async def start(self) -> None:
-        s = self.settings
-        if DATABASE in self.needs:
-            self.db = Database.from_settings(s)
-            self.health.add(DATABASE, self.db.ping)
-        if NATS in self.needs:
-            self.bus = Bus(s.nats_url, name=f"{self.name}@{self.instance}")
-            await self.bus.connect()
-            self.client = BusClient(self.bus, timeout=s.bus_request_timeout, metrics=self.metrics)
-            self.health.add(NATS, self._check_nats)
-        if REDIS in self.needs:
-            if not s.redis_url:
-                raise RuntimeError(f"{self.name} needs REDIS_URL")
-            self.redis = Redis.from_url(s.redis_url, socket_timeout=s.health_check_timeout)
-            self.health.add(REDIS, self._check_redis)
-        if TEMPORAL in self.needs:
-            from temporalio.client import (
-                Client,  # imported here: only the worker and tenancy pay for it
-            )
+    # -- components -----------------------------------------------------------------------------
+    def add(self, component: C) -> C:
+        """Run `component` in this process (see `saas.common.components`). Returns it."""
+        if self._starting is not None:
+            raise RuntimeError("components are added while wiring, before the process starts")
+        self._components.append(component)
+        return component
 
-            self.temporal = await Client.connect(s.temporal_host, namespace=s.temporal_namespace)
-            self.health.add(TEMPORAL, self._check_temporal)
-        for hook in self._startup:
-            await hook(self)
-        if self.responder is not None and self.bus is not None:
-            await self.responder.start(self.bus, self.tasks, self.metrics)
+    @property
+    def components(self) -> list[Component]:
+        return list(self._components)
+
+    # -- start ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect and start everything, each step retried with backoff until it succeeds."""
+        if self._bus is not None:
+            await self._until_done("nats", self._bus.connect)
+        if self._temporal is not None:
+            await self._until_done("temporal", self._temporal.connect)
+        for component in self._components:
+            await self._until_done(component.name, component.start)
+            self._started.append(component)
+        if self._responder is not None and self._bus is not None:
+            responder, bus = self._responder, self._bus
+            await self._until_done(
+                "responder", lambda: responder.start(bus, self.tasks, self.metrics)
+            )
+        self.health.started = True
         log.info("process started", version=self.version)
 
+    async def _until_done(self, step: str, action: Callable[[], Awaitable[Any]]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await action()
+            except Exception as exc:
+                attempt += 1
+                delay = backoff(attempt, first=0.2, cap=5.0)
+                self.health.waiting_for = f"{step}: {exc!r}"[:300]
+                log.warning(
+                    "start-up step failed; retrying",
+                    step=step,
+                    attempt=attempt,
+                    error=repr(exc),
+                    retry_in=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+            else:
+                self.health.waiting_for = None
+                return
+
+    def begin_start(self) -> asyncio.Task[None]:
+        """Start in the background, so the ops port answers while dependencies come up."""
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self.start(), name="start")
+            self._starting.add_done_callback(_log_start_failure)
+        return self._starting
+
+    # -- drain and stop -------------------------------------------------------------------------
     def begin_drain(self) -> asyncio.Task[None]:
         """Stop taking new work; idempotent. Called from the signal handler and from `stop`."""
         if self._draining is None:
@@ -134,53 +233,53 @@ class ServiceProcess:
     async def _drain_now(self) -> None:
         log.info("draining", in_flight=self.tasks.in_flight)
         self.health.draining = True
-        if self.responder is not None:
-            await self.responder.stop_taking_requests()
-        await self._run_hooks(self._drain)
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()  # SIGTERM during start-up: what had started is stopped below
+            await asyncio.gather(self._starting, return_exceptions=True)
+        if self._responder is not None:
+            await self._responder.stop_taking_requests()
+        await asyncio.gather(*(self._bounded(c.name, c.drain()) for c in reversed(self._started)))
 
-    async def _run_hooks(self, hooks: list[Hook]) -> None:
-        for hook in reversed(hooks):
-            try:
-                await hook(self)
-            except Exception:
-                log.exception("hook failed", hook=getattr(hook, "__name__", repr(hook)))
+    async def _bounded(self, what: str, work: Awaitable[Any]) -> None:
+        """Run a shutdown step within the budget; log, never raise."""
+        try:
+            await asyncio.wait_for(work, timeout=self.settings.shutdown_timeout)
+        except TimeoutError:
+            log.warning("shutdown step overran its budget and was cancelled", step=what)
+        except Exception as exc:
+            log.warning("shutdown step failed", step=what, error=repr(exc))
 
     async def stop(self) -> None:
         await self.begin_drain()
         await self.tasks.drain(self.settings.shutdown_timeout)
-        await self._run_hooks(self._shutdown)
-        if self.bus is not None:
-            await self.bus.close()
-        if self.redis is not None:
-            await self.redis.aclose()
-        if self.db is not None:
-            await self.db.dispose()
+        for component in reversed(self._started):
+            await self._bounded(component.name, component.stop())
+        self._started.clear()
+        closing: list[tuple[str, Awaitable[Any]]] = []
+        if self._redis is not None:
+            closing.append(("redis", self._redis.aclose()))
+        if self._temporal is not None:
+            closing.append(("temporal", self._temporal.close()))
+        if self._bus is not None:
+            closing.append(("nats", self._bus.close()))
+        if self._db is not None:
+            closing.append(("database", self._db.dispose()))
+        for what, work in closing:
+            await self._bounded(what, work)
         log.info("shutdown complete")
 
-    async def _check_nats(self) -> None:
-        if self.bus is None or not self.bus.is_connected:
-            raise ConnectionError("not connected")
-        await self.bus.nc.flush(timeout=self.settings.health_check_timeout)
-
-    async def _check_redis(self) -> None:
-        assert self.redis is not None
-        await self.redis.ping()
-
-    async def _check_temporal(self) -> None:
-        ok = await self.temporal.service_client.check_health()
-        if not ok:
-            raise ConnectionError("temporal reports unhealthy")
-
+    # -- the ASGI app ---------------------------------------------------------------------------
     @asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
-        await self.start()
+        self.begin_start()
         try:
             yield
         finally:
             await self.stop()
 
     def create_app(self, **fastapi_kwargs: Any) -> FastAPI:
-        """A FastAPI app with this process's lifespan and its ops endpoints."""
+        """The process's FastAPI app, with its lifespan and ops endpoints; `run` serves it. The
+        gateway adds its public API to it."""
         app = FastAPI(lifespan=self.lifespan, **fastapi_kwargs)
         app.include_router(self.health.router())
 
@@ -190,23 +289,25 @@ class ServiceProcess:
             return Response(body, media_type=content_type)
 
         app.state.process = self
+        self.app = app
         return app
 
-    def run(
-        self, app: FastAPI | None = None, *, host: str | None = None, port: int | None = None
-    ) -> None:
-        """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+    def _ops_port(self) -> int:
+        return self.settings.ops_port if self.settings.ops_port is not None else self.default_port
+
+    def run(self) -> None:
+        """Serve the app on OPS_HOST:OPS_PORT until SIGTERM/SIGINT, then shut down gracefully."""
         configure_logging(
             self.name, level=self.settings.log_level, fmt=self.settings.effective_log_format
         )
         config = uvicorn.Config(
-            app or self.create_app(),
-            host=host or self.settings.ops_host,
-            port=self.settings.ops_port if port is None else port,
+            self.app or self.create_app(),
+            host=self.settings.ops_host,
+            port=self._ops_port(),
             lifespan="on",
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=self.settings.shutdown_timeout,  # type: ignore[arg-type],
+            timeout_graceful_shutdown=self.settings.shutdown_timeout,  # type: ignore[arg-type]
         )
         server = _Server(config, on_exit=self.begin_drain)
         # uvicorn re-raises the signal it caught once it has shut down; with these no-op handlers
@@ -216,6 +317,11 @@ class ServiceProcess:
         server.run()
         if not server.started:
             raise SystemExit(3)
+
+
+def _log_start_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("start-up failed", error=repr(task.exception()))
 
 
 class _Server(uvicorn.Server):

@@ -1,7 +1,16 @@
 """Process settings, read from the environment with the names operators already know.
 
-Every process builds one `Settings` (or a service's subclass) at start-up. In production an
-insecure configuration refuses to start, and every problem is named at once.
+Settings come in groups, one per concern (the database, the bus, events, Redis, Temporal, HTTP,
+tokens). Each group owns its fields, their validation and its own production checks. A process's
+settings class composes the groups it uses, and nothing else:
+
+    class AuditSettings(DatabaseSettings, BusSettings, EventSettings):
+        database_role: str | None = "audit_writer"
+
+`Settings.load()` reads the environment and, in production, refuses an unsafe configuration,
+naming every problem of every group the process uses, at once. A process is never asked for a
+setting it does not read, so Kubernetes hands each pod only its own secrets. The frame opens the
+resources the groups describe (`saas.common.process`): settings decide what a process connects to.
 """
 
 from __future__ import annotations
@@ -48,17 +57,63 @@ class InsecureConfigurationError(ValueError):
 
 
 class Settings(BaseSettings):
-    """Settings shared by every process. Services subclass it to add their own."""
+    """What every process has: its environment, logging, ops endpoints and shutdown budget.
+
+    Groups subclass it; a group states its production rules in `production_checks`, which
+    `production_problems` collects from every group a process's settings class inherits.
+    """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     app_env: AppEnv = AppEnv.DEVELOPMENT
     debug: bool = False
-    service_name: str = "saas"
     log_level: str = "INFO"
     log_format: str | None = Field(
         default=None, description="json or console; by APP_ENV when unset"
     )
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = Field(
+        default=None, ge=0, le=65535, description="default: the port the process declares"
+    )
+    shutdown_timeout: float = Field(
+        default=20.0, gt=0, description="seconds in-flight work may take after SIGTERM"
+    )
+    health_check_timeout: float = Field(default=2.0, gt=0)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        """The one way a process reads its settings: from the environment, refusing unsafe production."""
+        settings = cls(**overrides)
+        if settings.app_env is AppEnv.PRODUCTION:
+            problems = settings.production_problems()
+            if problems:
+                raise InsecureConfigurationError(problems)
+        return settings
+
+    def production_checks(self) -> list[str]:
+        return ["DEBUG is true"] if self.debug else []
+
+    def production_problems(self) -> list[str]:
+        """Every reason this configuration is unsafe for production (empty when it is fine).
+
+        Each group's own `production_checks` runs once, whatever the order of inheritance, so a
+        group cannot silence another by forgetting to call `super()`."""
+        problems: list[str] = []
+        for group in reversed(type(self).__mro__):
+            check = group.__dict__.get("production_checks")
+            if check is not None:
+                problems.extend(check(self))
+        return problems
+
+    @cached_property
+    def effective_log_format(self) -> str:
+        if self.log_format:
+            return self.log_format
+        return "json" if self.app_env is AppEnv.PRODUCTION else "console"
+
+
+class DatabaseSettings(Settings):
+    """PostgreSQL: the URL, TLS, the role every connection acts as, and the pool."""
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/saas"
     database_ssl_mode: DatabaseSSLMode = DatabaseSSLMode.DISABLE
@@ -73,14 +128,32 @@ class Settings(BaseSettings):
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_pool_pre_ping: bool = True
 
-    jwt_secret_key: str = DEFAULT_JWT_SECRET_KEY
-    redis_url: str | None = None
-    nats_url: str = "nats://127.0.0.1:4222"
-    temporal_host: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # Operators paste plain postgres URLs; the services always speak asyncpg.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        return value
 
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    cors_allow_credentials: bool = False
+    def production_checks(self) -> list[str]:
+        if self.database_ssl_mode in SSL_MODES_THAT_REQUIRE:
+            return []
+        return [
+            f"DATABASE_SSL_MODE is {self.database_ssl_mode.value!r}; use require, verify-ca or verify-full"
+        ]
+
+
+class BusSettings(Settings):
+    """NATS: where it is and how long a request to another service may take."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    bus_request_timeout: float = Field(default=5.0, gt=0)
+
+
+class EventSettings(Settings):
+    """The `EVENTS` stream's limits, the outbox relay and the event consumers."""
 
     events_duplicate_window: float = Field(
         default=120.0, gt=0, description="seconds JetStream remembers event ids"
@@ -97,13 +170,29 @@ class Settings(BaseSettings):
     consumer_max_deliveries: int = Field(default=5, ge=1)
     consumer_ack_wait: float = Field(default=30.0, gt=0)
 
-    ops_host: str = "127.0.0.1"
-    ops_port: int = Field(default=0, ge=0, le=65535)
-    shutdown_timeout: float = Field(
-        default=20.0, gt=0, description="seconds in-flight work may take after SIGTERM"
-    )
-    bus_request_timeout: float = Field(default=5.0, gt=0)
-    health_check_timeout: float = Field(default=2.0, gt=0)
+
+class RedisSettings(Settings):
+    """Redis (Valkey): rate limiting. Optional in development, required in production."""
+
+    redis_url: str | None = None
+
+    def production_checks(self) -> list[str]:
+        return [] if self.redis_url else ["REDIS_URL is not set (rate limiting needs it)"]
+
+
+class TemporalSettings(Settings):
+    """The Temporal server, namespace and task queue of the workflows."""
+
+    temporal_host: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "tenancy"
+
+
+class HttpSettings(Settings):
+    """A public HTTP surface: browsers' cross-origin access."""
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -112,46 +201,20 @@ class Settings(BaseSettings):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
-    @field_validator("database_url")
-    @classmethod
-    def _async_driver(cls, value: str) -> str:
-        # Operators paste plain postgres URLs; the services always speak asyncpg.
-        for prefix in ("postgres://", "postgresql://"):
-            if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value[len(prefix) :]
-        return value
-
-    @classmethod
-    def load(cls, **overrides: Any) -> Self:
-        """The one way a process reads its settings: from the environment, refusing unsafe production."""
-        settings = cls(**overrides)
-        if settings.app_env is AppEnv.PRODUCTION:
-            problems = settings.production_problems()
-            if problems:
-                raise InsecureConfigurationError(problems)
-        return settings
-
-    def production_problems(self) -> list[str]:
-        """Every reason this configuration is unsafe for production (empty when it is fine)."""
-        problems: list[str] = []
-        if self.jwt_secret_key == DEFAULT_JWT_SECRET_KEY:
-            problems.append("JWT_SECRET_KEY is the development default; set a random secret")
-        elif len(self.jwt_secret_key) < MIN_JWT_SECRET_LENGTH:
-            problems.append(f"JWT_SECRET_KEY is shorter than {MIN_JWT_SECRET_LENGTH} characters")
-        if self.debug:
-            problems.append("DEBUG is true")
-        if not self.redis_url:
-            problems.append("REDIS_URL is not set (rate limiting needs it)")
-        if self.database_ssl_mode not in SSL_MODES_THAT_REQUIRE:
-            problems.append(
-                f"DATABASE_SSL_MODE is {self.database_ssl_mode.value!r}; use require, verify-ca or verify-full"
-            )
+    def production_checks(self) -> list[str]:
         if "*" in self.cors_origins and self.cors_allow_credentials:
-            problems.append("CORS_ORIGINS contains '*' while CORS_ALLOW_CREDENTIALS is true")
-        return problems
+            return ["CORS_ORIGINS contains '*' while CORS_ALLOW_CREDENTIALS is true"]
+        return []
 
-    @cached_property
-    def effective_log_format(self) -> str:
-        if self.log_format:
-            return self.log_format
-        return "json" if self.app_env is AppEnv.PRODUCTION else "console"
+
+class TokenSettings(Settings):
+    """The secret that protects token signing keys at rest."""
+
+    jwt_secret_key: str = DEFAULT_JWT_SECRET_KEY
+
+    def production_checks(self) -> list[str]:
+        if self.jwt_secret_key == DEFAULT_JWT_SECRET_KEY:
+            return ["JWT_SECRET_KEY is the development default; set a random secret"]
+        if len(self.jwt_secret_key) < MIN_JWT_SECRET_LENGTH:
+            return [f"JWT_SECRET_KEY is shorter than {MIN_JWT_SECRET_LENGTH} characters"]
+        return []

@@ -1,7 +1,9 @@
-"""Tenant slugs and the schema names derived from them.
+"""Tenant slugs, the schema names derived from them, and how any schema name reaches SQL.
 
 A slug is what users type; a schema name is what reaches SQL. Both are validated wherever they
-are used, so nothing user-typed reaches SQL text unchecked.
+are used, so nothing user-typed reaches SQL text unchecked. Every schema name that is written
+into SQL text (a tenant's, or the one a service owns: `identity`, `public`, `audit`) goes through
+`quote_schema`, the one place that checks an identifier and quotes it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ SLUG_MIN, SLUG_MAX = 3, 40
 SCHEMA_PREFIX = "tenant_"
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _SCHEMA_RE = re.compile(r"^tenant_[a-z0-9]+(?:_[a-z0-9]+)*$")
+# Any schema we name ourselves: lowercase, unquoted-identifier safe, within PostgreSQL's 63 bytes.
+_IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 RESERVED_SLUGS = frozenset(
     {
@@ -82,6 +86,13 @@ def validate_schema_name(name: str) -> str:
     return name
 
 
+def validate_identifier(name: str) -> str:
+    """Check a schema name of any kind (owner or tenant) before it is written into SQL."""
+    if not isinstance(name, str) or not _IDENTIFIER_RE.fullmatch(name):
+        raise InvalidSlugError(f"not a schema name: {name!r}")
+    return name
+
+
 def quote_schema(name: str) -> str:
-    """A validated schema name as a quoted SQL identifier."""
-    return '"' + validate_schema_name(name) + '"'
+    """A validated schema name as a quoted SQL identifier: the one way a schema reaches SQL text."""
+    return '"' + validate_identifier(name) + '"'

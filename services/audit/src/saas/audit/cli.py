@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import click
 
-from saas.common.devstack.supervisor import ProcessSpec
+from saas.common.cli import ProcessSpec, service_group
 
-PROCESSES = [ProcessSpec("audit", ("audit",), 8003, "AUDIT_OPS_URL", "AUDIT_OPS_PORT", order=10)]
+AUDIT = ProcessSpec(
+    "audit", "saas.audit.main:build", 8003, "AUDIT_OPS_URL", "AUDIT_OPS_PORT", order=10
+)
+PROCESSES = [AUDIT]
 
-
-@click.group(invoke_without_command=True)
-@click.pass_context
-def command(ctx: click.Context) -> None:
-    """Run the audit service (NATS responders plus /health, /health/ready, /metrics)."""
-    if ctx.invoked_subcommand is None:
-        from saas.audit.main import build
-
-        build().run()
+command = service_group(
+    AUDIT, "Run the audit service (NATS responders plus /health, /health/ready, /metrics)."
+)
 
 
 @command.command()

@@ -22,7 +22,9 @@ from saas.common.contracts.audit import (
 )
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events import EventEnvelope
+from saas.common.tenant_names import quote_schema
 
+SCHEMA = "audit"  # the schema this service owns (alembic.ini's [audit] names it for migrations)
 metadata = sa.MetaData()
 events = sa.Table(
     "events",
@@ -43,7 +45,7 @@ events = sa.Table(
     sa.Column("payload", JSONB),
     sa.Column("prev_hash", sa.CHAR(64)),
     sa.Column("hash", sa.CHAR(64)),
-    schema="audit",
+    schema=SCHEMA,
 )
 LOCK_LANE = "audit.events"
 VERIFY_PAGE = 1000
@@ -71,9 +73,9 @@ _LOCK_TENANTS = sa.text(
     "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, ord) ORDER BY t.ord"
 )
 _HEADS = sa.text(
-    "SELECT t.key, h.tenant_seq, h.hash FROM unnest(CAST(:keys AS text[])) AS t(key) "
-    "LEFT JOIN LATERAL (SELECT tenant_seq, hash FROM audit.events e WHERE e.tenant_key = t.key "
-    "ORDER BY tenant_seq DESC LIMIT 1) h ON true"
+    "SELECT t.key, h.tenant_seq, h.hash FROM unnest(CAST(:keys AS text[])) AS t(key) "  # noqa: S608 - a quoted, validated schema
+    f"LEFT JOIN LATERAL (SELECT tenant_seq, hash FROM {quote_schema(SCHEMA)}.events e "
+    "WHERE e.tenant_key = t.key ORDER BY tenant_seq DESC LIMIT 1) h ON true"
 )
 
 
@@ -118,7 +120,7 @@ async def _copy_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         for r in rows
     ]
     await raw.driver_connection.copy_records_to_table(
-        "events", schema_name="audit", columns=COPY_COLUMNS, records=records
+        "events", schema_name=SCHEMA, columns=COPY_COLUMNS, records=records
     )
 
 

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import click
+from saas.common.cli import ProcessSpec, service_group
 
-from saas.common.devstack.supervisor import ProcessSpec
+GATEWAY = ProcessSpec(
+    "gateway", "saas.gateway.main:build", 8000, "GATEWAY_OPS_URL", "GATEWAY_PORT", order=90
+)
+PROCESSES = [GATEWAY]
 
-PROCESSES = [
-    ProcessSpec("gateway", ("gateway",), 8000, "GATEWAY_OPS_URL", "GATEWAY_PORT", order=90)
-]
-
-
-@click.command()
-def command() -> None:
-    """Run the gateway: the public API with /health, /health/ready and /metrics."""
-    from saas.gateway.main import run
-
-    run()
+command = service_group(
+    GATEWAY, "Run the gateway: the public API with /health, /health/ready and /metrics."
+)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from saas.common.process import NATS, REDIS, ServiceProcess
+from saas.common.process import ServiceProcess
 from saas.gateway import __version__
+from saas.gateway.cli import GATEWAY
 from saas.gateway.middleware import RequestContextMiddleware
 from saas.gateway.problems import install_problem_handlers
 from saas.gateway.routes import status
-from saas.gateway.settings import SERVICE, GatewaySettings
+from saas.gateway.settings import GatewaySettings
 
 
-def build(settings: GatewaySettings | None = None) -> tuple[ServiceProcess, FastAPI]:
+def build(settings: GatewaySettings | None = None) -> ServiceProcess:
     settings = settings or GatewaySettings.load()
-    process = ServiceProcess(SERVICE, __version__, settings, needs=(NATS, REDIS))
+    process = ServiceProcess(GATEWAY, __version__, settings)
     app = process.create_app(title="SaaS API", version=__version__, debug=settings.debug)
     app.include_router(status.router)
     install_problem_handlers(app)
@@ -29,10 +29,4 @@ def build(settings: GatewaySettings | None = None) -> tuple[ServiceProcess, Fast
             expose_headers=["X-Request-Id"],
         )
     app.add_middleware(RequestContextMiddleware, metrics=process.metrics)
-    return process, app
-
-
-def run() -> None:
-    process, app = build()
-    settings: GatewaySettings = process.settings  # type: ignore[assignment]
-    process.run(app, host=settings.gateway_host, port=settings.gateway_port)
+    return process

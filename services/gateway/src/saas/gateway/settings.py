@@ -1,18 +1,21 @@
-"""Gateway settings."""
+"""Gateway settings: the bus, Redis (rate limiting) and the public HTTP surface."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
-from saas.common.settings import Settings
-
-SERVICE = "gateway"
+from saas.common.settings import BusSettings, HttpSettings, RedisSettings
 
 
-class GatewaySettings(Settings):
-    service_name: str = SERVICE
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = Field(default=8000, ge=0, le=65535)
+class GatewaySettings(BusSettings, RedisSettings, HttpSettings):
+    # The API and the ops endpoints share one port: GATEWAY_HOST/GATEWAY_PORT, as operators know
+    # them (OPS_HOST/OPS_PORT are accepted too).
+    ops_host: str = Field(
+        default="127.0.0.1", validation_alias=AliasChoices("gateway_host", "ops_host")
+    )
+    ops_port: int | None = Field(
+        default=None, ge=0, le=65535, validation_alias=AliasChoices("gateway_port", "ops_port")
+    )
     status_timeout: float = Field(
         default=2.0, gt=0, description="seconds each service gets to answer /api/v1/status"
     )

@@ -1,26 +1,21 @@
-"""Wires the identity process: its settings, resources and bus handlers, in one place."""
+"""Wires the identity process: its settings, resources, bus handlers and components, in one place."""
 
 from __future__ import annotations
 
-from saas.common.bus import Responder
-from saas.common.events.wiring import attach_outbox_relay
-from saas.common.process import DATABASE, NATS, ServiceProcess
-from saas.common.settings import Settings
+from saas.common.events.relay import OutboxRelay
+from saas.common.process import ServiceProcess
+from saas.common.settings import BusSettings, DatabaseSettings, EventSettings, TokenSettings
 from saas.identity import __version__
+from saas.identity.cli import IDENTITY
 
-SERVICE = "identity"
+SCHEMA = "identity"
 
 
-class IdentitySettings(Settings):
-    service_name: str = SERVICE
-    ops_port: int = 8001
+class IdentitySettings(DatabaseSettings, BusSettings, EventSettings, TokenSettings):
+    """Identity reads the database, the bus, events and the secret protecting its signing keys."""
 
 
 def build(settings: IdentitySettings | None = None) -> ServiceProcess:
-    settings = settings or IdentitySettings.load()
-    responder = Responder(SERVICE)
-    process = ServiceProcess(
-        SERVICE, __version__, settings, needs=(DATABASE, NATS), responder=responder
-    )
-    attach_outbox_relay(process, "identity")
+    process = ServiceProcess(IDENTITY, __version__, settings or IdentitySettings.load())
+    process.add(OutboxRelay.for_process(process, SCHEMA))
     return process

@@ -1,28 +1,21 @@
-"""Wires the tenancy process: its settings, resources and bus handlers, in one place."""
+"""Wires the tenancy process: its settings, resources, bus handlers and components, in one place."""
 
 from __future__ import annotations
 
-from saas.common.bus import Responder
-from saas.common.events.wiring import attach_outbox_relay
-from saas.common.process import DATABASE, NATS, TEMPORAL, ServiceProcess
-from saas.common.settings import Settings
+from saas.common.events.relay import OutboxRelay
+from saas.common.process import ServiceProcess
+from saas.common.settings import BusSettings, DatabaseSettings, EventSettings, TemporalSettings
 from saas.tenancy import __version__
+from saas.tenancy.cli import TENANCY
 
-SERVICE = "tenancy"
-TASK_QUEUE = "tenancy"
+SCHEMA = "public"
 
 
-class TenancySettings(Settings):
-    service_name: str = SERVICE
-    ops_port: int = 8002
-    temporal_task_queue: str = TASK_QUEUE
+class TenancySettings(DatabaseSettings, BusSettings, EventSettings, TemporalSettings):
+    """Tenancy (and its worker) read the database, the bus, events and Temporal."""
 
 
 def build(settings: TenancySettings | None = None) -> ServiceProcess:
-    settings = settings or TenancySettings.load()
-    responder = Responder(SERVICE)
-    process = ServiceProcess(
-        SERVICE, __version__, settings, needs=(DATABASE, NATS, TEMPORAL), responder=responder
-    )
-    attach_outbox_relay(process, "public")
+    process = ServiceProcess(TENANCY, __version__, settings or TenancySettings.load())
+    process.add(OutboxRelay.for_process(process, SCHEMA))
     return process

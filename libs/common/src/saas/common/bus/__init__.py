@@ -1,6 +1,7 @@
 """The message bus: one NATS connection per process, request/reply between services.
 
-Events (JetStream, outbox, consumers) live beside it in this package.
+Events (JetStream streams, the outbox relay, consumers) build on the same connection and live in
+`saas.common.events`.
 """
 
 from saas.common.bus.connection import Bus

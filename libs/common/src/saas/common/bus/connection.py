@@ -31,23 +31,28 @@ class Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats error", error=str(exc))
 
-        self._nc = await nats.connect(
+        nc = await nats.connect(
             servers=[self.url],
             name=self.name,
             connect_timeout=connect_timeout,
-            max_reconnect_attempts=-1,
+            # Give up the first connection quickly, so the caller retries it with its own backoff
+            # (and can be cancelled by SIGTERM); once connected, reconnect forever. nats-py has one
+            # option for both, read at each attempt, so it is raised after connecting.
+            max_reconnect_attempts=1,
             reconnect_time_wait=0.5,
             allow_reconnect=True,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
             error_cb=on_error,
         )
+        nc.options["max_reconnect_attempts"] = -1
+        self._nc = nc
         log.info("nats connected", url=self.url)
 
     @property
     def nc(self) -> NATS:
         if self._nc is None:
-            raise RuntimeError("bus is not connected")
+            raise ConnectionError("not connected to NATS yet")
         return self._nc
 
     @property
@@ -57,6 +62,12 @@ class Bus:
     @property
     def is_connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
+
+    async def check(self) -> None:
+        """Readiness: connected, and the server answers a round trip."""
+        if not self.is_connected:
+            raise ConnectionError("not connected")
+        await self.nc.flush(timeout=2)
 
     async def close(self) -> None:
         self._closing = True

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import orjson
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import NoRespondersError
+from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ValidationError
 
@@ -86,7 +86,7 @@ class BusClient:
                 subject, body, timeout=timeout or self.timeout, headers=headers
             )
             return parse_reply(msg.data, reply_model, service)
-        except NoRespondersError:
+        except (NoRespondersError, ConnectionError, ConnectionClosedError):
             outcome = ErrorCode.SERVICE_UNAVAILABLE.value
             raise ServiceError(
                 ErrorCode.SERVICE_UNAVAILABLE, f"{service} is not available"

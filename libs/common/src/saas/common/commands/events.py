@@ -44,9 +44,9 @@ def dead_letters_group() -> None:
 
 async def _with_bus(work):  # type: ignore[no-untyped-def]
     from saas.common.bus import Bus
-    from saas.common.settings import Settings
+    from saas.common.settings import BusSettings
 
-    bus = Bus(Settings.load().nats_url, name="saas-cli")
+    bus = Bus(BusSettings.load().nats_url, name="saas-cli")
     await bus.connect()
     try:
         return await work(bus.js)

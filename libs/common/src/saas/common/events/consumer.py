@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 import nats.errors
@@ -27,13 +28,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from saas.common.bus import Bus
+from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, parse_event
 from saas.common.events.pull import BatchPuller
-from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM
+from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM, ensure_streams
 from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger, log_context
 from saas.common.metrics import Metrics
+from saas.common.settings import EventSettings
+from saas.common.tenant_names import quote_schema
+
+if TYPE_CHECKING:
+    from saas.common.process import ServiceProcess
 
 log = get_logger(__name__)
 
@@ -82,7 +89,41 @@ class ConsumerOptions:
     processed_retention: float = 30 * 86400.0
 
 
-class EventConsumer:
+class EventConsumer(Component):
+    """A durable consumer as a component: at drain it stops fetching and finishes, commits and
+    acknowledges the batch in hand."""
+
+    @classmethod
+    def for_process(
+        cls,
+        process: ServiceProcess,
+        *,
+        schema: str,
+        durable: str,
+        handler: BatchHandler,
+        subjects: Sequence[str] | None = None,
+    ) -> EventConsumer:
+        """A consumer recording processed ids in `schema`, configured from `EventSettings`."""
+        s = process.settings
+        if not isinstance(s, EventSettings):
+            raise TypeError(f"{process.name}'s settings do not include EventSettings")
+        return cls(
+            bus=process.bus,
+            db=process.db,
+            schema=schema,
+            durable=durable,
+            handler=handler,
+            subjects=subjects,
+            options=ConsumerOptions(
+                batch_size=s.consumer_batch_size,
+                max_deliveries=s.consumer_max_deliveries,
+                ack_wait=s.consumer_ack_wait,
+                processed_retention=s.events_max_age,
+            ),
+            metrics=process.metrics,
+            streams=s,
+        )
+
     def __init__(
         self,
         *,
@@ -94,7 +135,10 @@ class EventConsumer:
         subjects: Sequence[str] | None = None,
         options: ConsumerOptions | None = None,
         metrics: Metrics | None = None,
+        streams: EventSettings | None = None,
     ) -> None:
+        self.name = f"consumer:{durable}"
+        self.streams = streams  # declare the streams with these settings when starting
         self.bus = bus
         self.db = db
         self.durable = durable
@@ -102,11 +146,11 @@ class EventConsumer:
         self.subjects = list(subjects) if subjects else None
         self.options = options or ConsumerOptions()
         self._record = text(
-            f'INSERT INTO "{schema}".processed_events (consumer, event_id) '  # noqa: S608 - service's own schema
+            f"INSERT INTO {quote_schema(schema)}.processed_events (consumer, event_id) "  # noqa: S608 - service's own schema
             "SELECT :consumer, unnest(CAST(:ids AS uuid[])) ON CONFLICT DO NOTHING RETURNING event_id"
         )
         self._prune = text(
-            f'DELETE FROM "{schema}".processed_events '  # noqa: S608 - service's own schema
+            f"DELETE FROM {quote_schema(schema)}.processed_events "  # noqa: S608 - service's own schema
             "WHERE consumer = :consumer AND processed_at < now() - make_interval(secs => :secs)"
         )
         self._stopping = False
@@ -144,11 +188,19 @@ class EventConsumer:
         await self._puller.start()
 
     # -- the loop -----------------------------------------------------------------------------
-    def start(self) -> asyncio.Task[None]:
-        self._task = asyncio.create_task(self.run(), name=f"consumer-{self.durable}")
+    async def start(self) -> None:
+        if self.streams is not None:
+            await ensure_streams(self.bus.js, self.streams)
+        await self.subscribe()
+        self._stopping = False
+        self._task = asyncio.create_task(self.run(), name=self.name)
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The fetch-and-apply loop, while it runs."""
         return self._task
 
-    async def stop(self) -> None:
+    async def drain(self) -> None:
         """Finish the batch in hand, acknowledge it, and stop fetching."""
         self._stopping = True
         if self._task is not None:

@@ -13,27 +13,50 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from nats.js import JetStreamContext
 from sqlalchemy import text
 
 from saas.common.bus import Bus
+from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.outbox import channel_for
-from saas.common.events.stream import EVENTS_STREAM
+from saas.common.events.stream import EVENTS_STREAM, ensure_streams
 from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger
 from saas.common.metrics import Metrics
+from saas.common.settings import EventSettings
+from saas.common.tenant_names import quote_schema
+
+if TYPE_CHECKING:
+    from saas.common.process import ServiceProcess
 
 log = get_logger(__name__)
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class OutboxRelay:
+class OutboxRelay(Component):
+    """Publishes one schema's outbox. As a component: it runs until `stop`, which comes after
+    in-flight requests have finished, so what the last requests wrote is still published."""
+
+    @classmethod
+    def for_process(cls, process: ServiceProcess, schema: str) -> OutboxRelay:
+        """The relay of `schema`'s outbox, configured from the process's `EventSettings`."""
+        s = process.settings
+        if not isinstance(s, EventSettings):
+            raise TypeError(f"{process.name}'s settings do not include EventSettings")
+        return cls(
+            process.db,
+            process.bus,
+            schema,
+            metrics=process.metrics,
+            batch_size=s.outbox_batch_size,
+            poll_interval=s.outbox_poll_interval,
+            streams=s,
+        )
+
     def __init__(
         self,
         db: Database,
@@ -45,9 +68,9 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         publish_timeout: float = 10.0,
         retention_seconds: float = 86400.0,
+        streams: EventSettings | None = None,
     ) -> None:
-        if not _SCHEMA.fullmatch(schema):
-            raise ValueError(f"not a schema name: {schema!r}")
+        self.name = f"outbox-relay:{schema}"
         self.db = db
         self.bus = bus
         self.schema = schema
@@ -55,11 +78,12 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.publish_timeout = publish_timeout
         self.retention_seconds = retention_seconds
+        self.streams = streams  # declare the streams with these settings when starting
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
-        table = f'"{schema}".outbox'
+        table = f"{quote_schema(schema)}.outbox"
         self._claim = text(
             f"""
             SELECT seq, event_id, type, body FROM {table}
@@ -67,7 +91,7 @@ class OutboxRelay:
             ORDER BY seq
             LIMIT :limit
             FOR UPDATE SKIP LOCKED
-            """  # noqa: S608 - schema validated above
+            """  # noqa: S608 - a quoted, validated schema
         )
         self._mark = text(f"UPDATE {table} SET sent_at = now() WHERE seq = ANY(:seqs)")  # noqa: S608
         self._lag = text(
@@ -133,9 +157,11 @@ class OutboxRelay:
             await session.execute(self._prune, {"secs": self.retention_seconds})
 
     # -- the loop -----------------------------------------------------------------------------
-    def start(self) -> asyncio.Task[None]:
-        self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.schema}")
-        return self._task
+    async def start(self) -> None:
+        if self.streams is not None:
+            await ensure_streams(self.bus.js, self.streams)
+        self._stopping = False
+        self._task = asyncio.create_task(self.run(), name=self.name)
 
     async def stop(self) -> None:
         self._stopping = True

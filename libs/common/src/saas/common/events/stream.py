@@ -12,7 +12,7 @@ from nats.js.errors import NotFoundError
 
 from saas.common.events.catalogue import subject_prefixes
 from saas.common.logging import get_logger
-from saas.common.settings import Settings
+from saas.common.settings import EventSettings
 
 log = get_logger(__name__)
 
@@ -21,7 +21,7 @@ DEADLETTER_STREAM = "DEADLETTER"
 DEADLETTER_PREFIX = "deadletter"
 
 
-def events_config(settings: Settings) -> StreamConfig:
+def events_config(settings: EventSettings) -> StreamConfig:
     return StreamConfig(
         name=EVENTS_STREAM,
         description="Domain events; the subject is the event type",
@@ -37,7 +37,7 @@ def events_config(settings: Settings) -> StreamConfig:
     )
 
 
-def deadletter_config(settings: Settings) -> StreamConfig:
+def deadletter_config(settings: EventSettings) -> StreamConfig:
     return StreamConfig(
         name=DEADLETTER_STREAM,
         description="Events a consumer gave up on; headers say which consumer and why",
@@ -50,7 +50,7 @@ def deadletter_config(settings: Settings) -> StreamConfig:
     )
 
 
-async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
+async def ensure_streams(js: JetStreamContext, settings: EventSettings) -> None:
     for config in (events_config(settings), deadletter_config(settings)):
         try:
             await js.stream_info(config.name)

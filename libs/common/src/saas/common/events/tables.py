@@ -30,19 +30,6 @@ def outbox_table(schema: str, metadata: sa.MetaData | None = None) -> sa.Table:
     )
 
 
-def processed_table(schema: str, metadata: sa.MetaData | None = None) -> sa.Table:
-    return sa.Table(
-        PROCESSED,
-        metadata or sa.MetaData(),
-        sa.Column("consumer", sa.String(100), primary_key=True),
-        sa.Column("event_id", sa.Uuid, primary_key=True),
-        sa.Column(
-            "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        schema=schema,
-    )
-
-
 def create_outbox_v1(op: Operations, schema: str) -> None:
     op.create_table(
         OUTBOX,
