@@ -1,0 +1,98 @@
+# syntax=docker/dockerfile:1
+# One image per service, all from this file, built from the repository root:
+#   docker build --build-arg SERVICE=gateway  -t saas-gateway .
+#   docker build --build-arg SERVICE=identity -t saas-identity .
+#   docker build --build-arg SERVICE=tenancy  -t saas-tenancy .   # also runs tenancy-worker and migrations
+#   docker build --build-arg SERVICE=audit    -t saas-audit .
+# Only saas-$SERVICE and saas-common (and their locked third-party dependencies) are installed:
+# no dev group, so neither the development stack (saas-devstack) nor test tools are in the image.
+# Without SERVICE (or SERVICE=all) the image holds every service, still without development
+# tooling: an operations image (`saas migrate`, `saas audit verify`), and what a builder that
+# passes no build arguments gets; run a process from it with `saas run <name>`.
+# A new service needs no change here: its folder services/<name>/ is enough.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------------------------
+# Every pyproject.toml and the lock file, and nothing else: the dependency layer below is rebuilt
+# when these change, not when code does.
+FROM ${PYTHON_IMAGE} AS manifests
+WORKDIR /src
+COPY . .
+RUN find . -type f ! -name pyproject.toml ! -name uv.lock -delete \
+    && find . -type d -empty -delete
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ARG SERVICE=all
+
+RUN pip install --no-cache-dir uv==0.13.8
+
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+
+WORKDIR /src
+
+# 1. Third-party dependencies only. `--locked` checks the lock against the whole workspace, so
+#    every member's pyproject.toml is needed here (their code is not).
+COPY --from=manifests /src ./
+RUN if [ "${SERVICE}" = all ]; then ls services; else echo "${SERVICE}"; fi \
+        | sed 's/^/--package saas-/' > /tmp/packages \
+    && test -s /tmp/packages
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-install-workspace $(cat /tmp/packages)
+
+# 2. The shared library and the service(s), installed as regular (non-editable) packages so the
+#    runtime stage needs nothing from /src.
+COPY libs/common/src libs/common/src
+COPY services services
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-editable $(cat /tmp/packages)
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG SERVICE=all
+
+RUN groupadd --system --gid 10001 saas \
+    && useradd --system --uid 10001 --gid saas --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin saas
+
+WORKDIR /app
+
+# Owned by root and read-only for the process: it runs fine on a read-only root filesystem.
+COPY --from=builder /app/.venv /app/.venv
+# Alembic environments: `saas db upgrade` and `alembic` from this image use MIGRATIONS_DIR.
+COPY migrations /app/migrations
+
+# Every setting is an environment variable (see the configuration table in README.md).
+# Production is the default: a process refuses to start with unsafe values for what it uses.
+# In a container every process listens on OPS_PORT (8080): the gateway's API and every
+# process's /health, /health/ready and /metrics.
+ENV PATH="/app/.venv/bin:$PATH" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MIGRATIONS_DIR=/app/migrations \
+    APP_ENV=production \
+    SAAS_PROCESS=${SERVICE} \
+    OPS_HOST=0.0.0.0 \
+    OPS_PORT=8080 \
+    GATEWAY_HOST=0.0.0.0 \
+    GATEWAY_PORT=8080
+
+USER 10001:10001
+
+EXPOSE 8080
+
+# SIGTERM starts the graceful shutdown: stop taking work, let in-flight work finish within
+# SHUTDOWN_TIMEOUT seconds, close connections, exit 0.
+STOPSIGNAL SIGTERM
+
+# Liveness only (/health); orchestrators check readiness (/health/ready) themselves.
+# No curl in the slim image: Python's urllib does it.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('OPS_PORT', '8080'), timeout=4)"]
+
+# `saas run` runs $SAAS_PROCESS (the service); another process: `saas run tenancy-worker`.
+CMD ["saas", "run"]
