@@ -64,9 +64,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     os.environ.update(stack.env())
     os.environ["MIGRATIONS_DIR"] = str(ROOT / "migrations")
 
-    from saas.common.migrations import find_alembic_ini, upgrade_owners
+    from saas.common.commands.migrate import release
 
-    upgrade_owners(find_alembic_ini())
+    release(lambda _: None)
     try:
         yield stack
     finally:
@@ -85,3 +85,14 @@ async def db(stack):
     db = Database.from_settings(DatabaseSettings.load())
     yield db
     await db.dispose()
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    """A NATS server of the test's own, which it may stop, start, pause and resume."""
+    from tests.support.events import PrivateNats
+
+    server = PrivateNats(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()

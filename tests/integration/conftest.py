@@ -7,7 +7,6 @@ import pytest
 
 from saas.common.bus import Bus, BusClient
 from saas.common.lifecycle import TaskTracker
-from tests.support.events import PrivateNats
 
 
 @pytest.fixture
@@ -33,12 +32,3 @@ async def tasks() -> AsyncIterator[TaskTracker]:
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-async def nats_server(tmp_path):
-    """A NATS server of the test's own, which it may stop and start again."""
-    server = PrivateNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()

@@ -113,3 +113,48 @@ async def test_resources_follow_the_settings(stack):
     both = ServiceProcess("both", "1.0", Both.load())
     assert set(both.health.checks) == {"database", "nats"}
     await both.db.dispose()
+
+
+async def test_a_nats_client_that_cannot_heal_fails_liveness(stack):
+    process = ServiceProcess("liveness", "1.0", BusSettings.load())
+    await process.start()
+    transport = httpx.ASGITransport(app=process.create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://ops") as http:
+        assert (await http.get("/health")).status_code == 200
+        await process.bus.nc.close()  # closed under the process: nats-py will not come back
+        response = await http.get("/health")
+    assert response.status_code == 503
+    assert response.json()["dead"] == ["nats"]
+    await process.stop()
+
+
+async def test_a_dead_read_loop_is_noticed_and_the_client_reconnects(stack):
+    """Whatever kills nats-py's read loop, the client must not stay connected and deaf."""
+    process = ServiceProcess("deaf", "1.0", BusSettings.load())
+    await process.start()
+    client = BusClient(process.bus, timeout=1)
+    process.bus.nc._reading_task.cancel()  # the read loop ends, the client still says connected
+    await asyncio.sleep(3)
+    assert (await client.request("deaf", "ping", Empty(), PingReply)).service == "deaf"
+    await process.stop()
+
+
+async def test_stop_during_start_up_stops_what_had_started_and_nothing_else(stack, bus):
+    journal: list[str] = []
+    never = asyncio.Event()
+
+    class Stuck(Recorder):
+        async def start(self) -> None:
+            journal.append("stuck.start")
+            await never.wait()  # a dependency that never answers
+
+    process = ServiceProcess("halfway", "1.0", BusSettings.load())
+    process.add(Recorder("first", journal))
+    process.add(Stuck("stuck", journal))
+    process.begin_start()
+    while "stuck.start" not in journal:  # noqa: ASYNC110 - polling the journal is the point
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(process.stop(), timeout=5)
+    assert journal == ["first.start", "stuck.start", "first.drain", "first.drained", "first.stop"]
+    with pytest.raises(Exception, match="not available"):  # the responder never took requests
+        await BusClient(bus, timeout=0.5).request("halfway", "ping", Empty(), PingReply)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from saas.common.db import Database
 from saas.common.events import Actor, EventEnvelope, new_event
 from saas.common.events.catalogue import ProjectCreated
 from saas.common.events.outbox import Outbox
-from saas.common.events.stream import ensure_streams
+from saas.common.events.stream import apply_streams
 from saas.common.events.tables import create_outbox_v1, create_processed_v1
 from saas.common.settings import EventSettings
 from saas.devstack.servers import EmbeddedStack, StackPorts
@@ -38,14 +41,37 @@ class PrivateNats:
 
     def stop(self) -> None:
         if self._stack:
+            self.resume()  # a frozen server cannot act on SIGTERM
             self._stack.stop()
             self._stack = None
+
+    @property
+    def pid(self) -> int:
+        assert self._stack is not None and self._stack.servers[0].process is not None
+        return self._stack.servers[0].process.pid
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing is answered."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def configure_streams(url: str) -> None:
+    """What `saas migrate` does to a NATS server before services use it: the streams."""
+
+    async def apply() -> None:
+        bus = await connect(url, "streams")
+        await bus.close()
+
+    asyncio.run(apply())
 
 
 async def connect(url: str, name: str = "tests") -> Bus:
     bus = Bus(url, name=name)
     await bus.connect()
-    await ensure_streams(bus.js, EventSettings.load())
+    await apply_streams(bus.js, EventSettings.load())
     return bus
 
 

@@ -1,5 +1,9 @@
 """Health and readiness: `/health` says the process is alive, `/health/ready` checks each dependency.
 
+Liveness (`/health`) fails only for what a restart would fix: a client that can no longer heal
+(its `alive` signal is false). A dependency that is down is a readiness matter, never liveness:
+restarting every pod because the database is away helps nobody.
+
 Readiness is false while the process starts (its dependencies may not answer yet: the body says
 what it waits for), when a required dependency fails, and from the moment it starts draining.
 """
@@ -18,6 +22,7 @@ from saas.common.logging import get_logger
 log = get_logger(__name__)
 
 Check = Callable[[], Awaitable[None]]
+Alive = Callable[[], bool]
 
 
 @dataclass
@@ -27,12 +32,20 @@ class HealthChecks:
     version: str
     timeout: float = 2.0
     checks: dict[str, tuple[Check, bool]] = field(default_factory=dict)
+    liveness: dict[str, Alive] = field(default_factory=dict)
     started: bool = False
     draining: bool = False
     waiting_for: str | None = None  # the start-up step being retried, and why
 
     def add(self, name: str, check: Check, *, required: bool = True) -> None:
         self.checks[name] = (check, required)
+
+    def add_liveness(self, name: str, alive: Alive) -> None:
+        self.liveness[name] = alive
+
+    def dead(self) -> list[str]:
+        """What makes this process worth restarting (empty when it is alive)."""
+        return [name for name, alive in self.liveness.items() if not alive()]
 
     async def _run(self, name: str, check: Check) -> tuple[str, str | None]:
         try:
@@ -72,8 +85,13 @@ class HealthChecks:
         router = APIRouter(tags=["operations"])
 
         @router.get("/health")
-        async def health() -> dict[str, str]:
-            return {"status": "healthy", "version": self.version}
+        async def health() -> Response:
+            dead = self.dead()
+            if dead:
+                log.error("liveness check failed", dead=dead)
+                body = {"status": "unhealthy", "version": self.version, "dead": dead}
+                return JSONResponse(body, status_code=503)
+            return JSONResponse({"status": "healthy", "version": self.version})
 
         @router.get("/health/ready")
         async def ready() -> Response:

@@ -1,9 +1,12 @@
-"""Tracking in-flight work so that shutdown can let it finish."""
+"""Tracking in-flight work so that shutdown can let it finish, and keeping stray threads from
+holding a stopping process."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from saas.common.logging import get_logger
@@ -53,3 +56,44 @@ class TaskTracker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         return names
+
+
+class DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The event loop's default executor: each call runs on a daemon thread, at most `limit` at
+    once, and shutting down never waits for them.
+
+    The loop resolves host names (`getaddrinfo`) in its default executor. With the standard one, a
+    lookup stuck on a dying DNS server holds the process at exit (asyncio.run waits for the
+    executor, the interpreter joins its threads) past its grace period, and Kubernetes kills it.
+    Nothing a stopping process still runs there is worth waiting for: by then every component has
+    stopped.
+    """
+
+    # A ThreadPoolExecutor only in name (asyncio accepts nothing else as the default executor):
+    # none of its pool machinery is used.
+    def __init__(self, limit: int = 8) -> None:
+        super().__init__(max_workers=1)
+        self._slots = threading.BoundedSemaphore(limit)
+        self._closed = False
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        if self._closed:
+            raise RuntimeError("executor is shut down")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def work() -> None:
+            with self._slots:
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        threading.Thread(target=work, name="executor", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True

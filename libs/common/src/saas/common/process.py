@@ -46,12 +46,13 @@ from saas.common.components import Component
 from saas.common.contracts.system import PingReply
 from saas.common.db import Database
 from saas.common.health import HealthChecks
-from saas.common.lifecycle import TaskTracker, backoff
+from saas.common.lifecycle import DaemonExecutor, TaskTracker, backoff
 from saas.common.logging import configure_logging, get_logger
 from saas.common.metrics import Metrics
 from saas.common.settings import (
     BusSettings,
     DatabaseSettings,
+    EventSettings,
     RedisSettings,
     Settings,
     TemporalSettings,
@@ -108,8 +109,13 @@ class ServiceProcess:
             self._bus = Bus(s.nats_url, name=f"{self.name}@{self.instance}")
             self._client = BusClient(self._bus, timeout=s.bus_request_timeout, metrics=self.metrics)
             self.health.add("nats", self._bus.check)
+            self.health.add_liveness("nats", lambda: self._bus is None or self._bus.alive)
             self._responder = Responder(self.name)
             self._add_ping(self._responder)
+        if isinstance(s, EventSettings) and self._bus is not None:
+            from saas.common.events.stream import StreamCheck
+
+            self._components.append(StreamCheck(self._bus, s, self.metrics))
         if isinstance(s, RedisSettings) and s.redis_url:
             self._redis = Redis.from_url(s.redis_url, socket_timeout=s.health_check_timeout)
             self.health.add("redis", self._redis.ping)
@@ -197,6 +203,7 @@ class ServiceProcess:
 
     async def _until_done(self, step: str, action: Callable[[], Awaitable[Any]]) -> None:
         attempt = 0
+        self.health.waiting_for = step
         while True:
             try:
                 await action()
@@ -271,6 +278,7 @@ class ServiceProcess:
     # -- the ASGI app ---------------------------------------------------------------------------
     @asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        asyncio.get_running_loop().set_default_executor(DaemonExecutor())
         self.begin_start()
         try:
             yield

@@ -1,6 +1,26 @@
-"""One NATS connection per process."""
+"""One NATS connection per process, kept alive through pauses, restarts and network cuts.
+
+nats-py is worked around here, and only here, for two faults that leave a client "connected" but
+deaf for good:
+
+- A flush that times out cancels its PONG future but leaves it queued; when the late PONG
+  arrives, `_process_pong` calls `set_result` on the cancelled future, `InvalidStateError`
+  escapes into the read loop, and the read loop ends without reconnecting (its catch-all branch
+  only logs; see nats-io/nats.py PR #914, and the same desynchronisation in nats.py2 PR #36). A
+  readiness probe flushing with a timeout while the server is frozen is enough to trigger it.
+  `_answer_pong` below consumes one queued future per PONG and resolves it only if still pending.
+- Whatever else ends the read loop while the client still counts itself connected, a watchdog
+  notices within a second and hands the client to its own reconnect logic.
+
+`alive` is the liveness signal: false once the client is closed or its read loop has stayed dead
+past the watchdog's attempts, so Kubernetes restarts a process that cannot heal.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
 
 import nats
 from nats.aio.client import Client as NATS
@@ -10,6 +30,11 @@ from saas.common.logging import get_logger
 
 log = get_logger(__name__)
 
+PING_INTERVAL = 5.0  # seconds between client PINGs: a silent partition is noticed in ~15 s
+MAX_OUTSTANDING_PINGS = 3
+WATCHDOG_INTERVAL = 1.0
+DEAD_AFTER = 30.0  # seconds a broken client may stay broken before liveness fails
+
 
 class Bus:
     """Owns the process's NATS connection; reconnects forever, logs state changes."""
@@ -18,7 +43,10 @@ class Bus:
         self.url = url
         self.name = name
         self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
         self._closing = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self._broken_since: float | None = None
 
     async def connect(self, *, connect_timeout: float = 5.0) -> None:
         async def on_disconnect() -> None:
@@ -29,7 +57,8 @@ class Bus:
             log.info("nats reconnected")
 
         async def on_error(exc: Exception) -> None:
-            log.warning("nats error", error=str(exc))
+            if not self._closing:
+                log.warning("nats error", error=str(exc))
 
         nc = await nats.connect(
             servers=[self.url],
@@ -41,12 +70,17 @@ class Bus:
             max_reconnect_attempts=1,
             reconnect_time_wait=0.5,
             allow_reconnect=True,
+            ping_interval=PING_INTERVAL,
+            max_outstanding_pings=MAX_OUTSTANDING_PINGS,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
             error_cb=on_error,
         )
         nc.options["max_reconnect_attempts"] = -1
+        nc._process_pong = lambda: _answer_pong(nc)  # type: ignore[method-assign]
         self._nc = nc
+        self._js = nc.jetstream()
+        self._watchdog = asyncio.create_task(self._watch(nc), name="nats-watchdog")
         log.info("nats connected", url=self.url)
 
     @property
@@ -57,19 +91,61 @@ class Bus:
 
     @property
     def js(self) -> JetStreamContext:
-        return self.nc.jetstream()
+        """The connection's one JetStream context (a new one per call would leak subscriptions)."""
+        if self._js is None:
+            raise ConnectionError("not connected to NATS yet")
+        return self._js
 
     @property
     def is_connected(self) -> bool:
-        return self._nc is not None and self._nc.is_connected
+        return self._nc is not None and self._nc.is_connected and _reading(self._nc)
+
+    @property
+    def alive(self) -> bool:
+        """Liveness: false when this client can no longer heal by itself."""
+        if self._nc is None or self._closing:
+            return (
+                True  # not connected yet, or stopping: start-up and shutdown have their own limits
+            )
+        if self._nc.is_closed:
+            return False
+        return self._broken_since is None or time.monotonic() - self._broken_since < DEAD_AFTER
 
     async def check(self) -> None:
-        """Readiness: connected, and the server answers a round trip."""
+        """Readiness: connected, reading, and the server answers a round trip."""
         if not self.is_connected:
             raise ConnectionError("not connected")
         await self.nc.flush(timeout=2)
 
+    async def _watch(self, nc: NATS) -> None:
+        while not nc.is_closed:
+            await asyncio.sleep(WATCHDOG_INTERVAL)
+            if nc.is_connected and not _reading(nc):
+                self._broken_since = self._broken_since or time.monotonic()
+                log.error("nats read loop has died; reconnecting")
+                with contextlib.suppress(Exception):
+                    await nc._process_op_err(ConnectionResetError("read loop died"))
+            elif nc.is_connected:
+                self._broken_since = None
+
     async def close(self) -> None:
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
+
+
+def _reading(nc: NATS) -> bool:
+    task = nc._reading_task
+    return task is not None and not task.done()
+
+
+async def _answer_pong(nc: NATS) -> None:
+    """One PONG answers the oldest PING; resolve its future only if nobody gave up on it."""
+    if nc._pongs:
+        future = nc._pongs.pop(0)
+        if not future.done():
+            future.set_result(True)
+    nc._pongs_received += 1
+    nc._pings_outstanding = 0
