@@ -154,3 +154,74 @@ async def test_queue_group_spreads_requests_across_replicas(bus: Bus, client, ta
         assert {r.text[-1] for r in after} == {"b"}  # failover: the remaining replica answers all
     finally:
         await second.stop_taking_requests()
+
+
+async def test_a_handler_past_its_deadline_is_cancelled_and_the_caller_told(
+    bus: Bus, tasks, unique
+):
+    name, cancelled = f"deadline{unique}", asyncio.Event()
+    responder = Responder(name, max_handler_seconds=0.3)
+
+    @responder.operation("work", Greet)
+    async def work(request: Greet, ctx: RequestContext) -> Greeting:
+        try:
+            await asyncio.sleep(request.delay)
+        finally:
+            cancelled.set()
+        raise AssertionError("never reached")
+
+    await responder.start(bus, tasks)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ServiceError) as caught:
+            await BusClient(bus, timeout=5).request(
+                name, "work", Greet(name="x", delay=10), Greeting
+            )
+        assert caught.value.code is ErrorCode.TIMEOUT
+        assert "did not finish within 0.3s" in caught.value.message
+        assert asyncio.get_running_loop().time() - started < 2
+        assert cancelled.is_set()
+    finally:
+        await responder.stop_taking_requests()
+
+
+async def test_the_callers_timeout_bounds_the_handler_too(bus: Bus, tasks, unique):
+    name, finished = f"budget{unique}", asyncio.Event()
+    responder = Responder(name)
+
+    @responder.operation("work", Greet)
+    async def work(request: Greet, ctx: RequestContext) -> Greeting:
+        await asyncio.sleep(request.delay)
+        finished.set()
+        return Greeting(text="late", request_id=ctx.request_id)
+
+    await responder.start(bus, tasks)
+    try:
+        with pytest.raises(ServiceError):
+            await BusClient(bus, timeout=0.3).request(
+                name, "work", Greet(name="x", delay=1), Greeting
+            )
+        await asyncio.sleep(1.2)
+        assert (
+            not finished.is_set()
+        )  # nobody was waiting: the work stopped at the caller's deadline
+    finally:
+        await responder.stop_taking_requests()
+
+
+async def test_a_reply_over_the_bus_limit_is_a_clear_error(bus: Bus, tasks, unique):
+    name = f"big{unique}"
+    responder = Responder(name)
+
+    @responder.operation("huge", Greet)
+    async def huge(request: Greet, ctx: RequestContext) -> Greeting:
+        return Greeting(text="x" * (bus.nc.max_payload + 10), request_id=ctx.request_id)
+
+    await responder.start(bus, tasks)
+    try:
+        with pytest.raises(ServiceError) as caught:
+            await BusClient(bus, timeout=3).request(name, "huge", Greet(name="x"), Greeting)
+        assert caught.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+        assert "over the bus's limit" in caught.value.message
+    finally:
+        await responder.stop_taking_requests()

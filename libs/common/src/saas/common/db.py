@@ -36,7 +36,14 @@ def _ssl_argument(mode: DatabaseSSLMode) -> Any:
 
 def engine_options(settings: DatabaseSettings, application_name: str = "saas") -> dict[str, Any]:
     """Keyword arguments for `create_async_engine`, from the seed's pool settings."""
-    server_settings = {"application_name": application_name}
+    server_settings = {
+        "application_name": application_name,
+        "statement_timeout": _milliseconds(settings.db_statement_timeout),
+        "lock_timeout": _milliseconds(settings.db_lock_timeout),
+        "idle_in_transaction_session_timeout": _milliseconds(
+            settings.db_idle_in_transaction_timeout
+        ),
+    }
     if settings.database_role:
         # Sent at connection start-up: the session acts as this role, so privileges are the role's.
         server_settings["role"] = settings.database_role
@@ -53,6 +60,10 @@ def engine_options(settings: DatabaseSettings, application_name: str = "saas") -
             "server_settings": server_settings,
         },
     }
+
+
+def _milliseconds(seconds: float) -> str:
+    return str(int(seconds * 1000))
 
 
 def create_engine(

@@ -68,9 +68,11 @@ def upgrade_tenant(ini: Path, schema: str, revision: str = "head") -> None:
 
 def _engine():
     settings = DatabaseSettings()
-    options = engine_options(settings)
+    connect_args = engine_options(settings, "saas-migrations")["connect_args"]
+    # A migration may take long (a backfill, an index); it still must not wait forever for a lock.
+    connect_args["server_settings"]["statement_timeout"] = "0"
     return create_async_engine(
-        settings.database_url, poolclass=pool.NullPool, connect_args=options["connect_args"]
+        settings.database_url, poolclass=pool.NullPool, connect_args=connect_args
     )
 
 

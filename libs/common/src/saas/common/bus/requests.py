@@ -8,6 +8,7 @@ either `{"data": ...}` or `{"error": {"code", "message", "details"}}`.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,8 @@ log = get_logger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
 MAX_REQUEST_BYTES = 256 * 1024
+# How long the caller will wait, sent with every request so a handler never works on past it.
+HEADER_TIMEOUT = "Saas-Timeout"
 
 
 def subject_for(service: str, operation: str) -> str:
@@ -75,16 +78,18 @@ class BusClient:
         timeout: float | None = None,
     ) -> T:
         subject = subject_for(service, operation)
-        headers = {HEADER_REQUEST_ID: request_id or str(uuid.uuid4())}
+        timeout = timeout or self.timeout
+        headers = {
+            HEADER_REQUEST_ID: request_id or str(uuid.uuid4()),
+            HEADER_TIMEOUT: f"{timeout:g}",
+        }
         if principal:
             headers.update(principal.to_headers())
         body = payload.model_dump_json().encode() if payload is not None else b"{}"
         started = time.perf_counter()
         outcome = "ok"
         try:
-            msg = await self.bus.nc.request(
-                subject, body, timeout=timeout or self.timeout, headers=headers
-            )
+            msg = await self.bus.nc.request(subject, body, timeout=timeout, headers=headers)
             return parse_reply(msg.data, reply_model, service)
         except (NoRespondersError, ConnectionError, ConnectionClosedError):
             outcome = ErrorCode.SERVICE_UNAVAILABLE.value
@@ -152,6 +157,9 @@ class Responder:
     service: str
     operations: dict[str, _Operation] = field(default_factory=dict)
     max_concurrency: int = 256
+    # The longest any handler may run, whatever the caller allows; a handler past its deadline is
+    # cancelled (its transaction rolls back) and the caller gets `timeout`.
+    max_handler_seconds: float = 30.0
     _subscriptions: list[Subscription] = field(default_factory=list)
 
     def operation(
@@ -214,25 +222,57 @@ class Responder:
         )
         started = time.perf_counter()
         outcome = "ok"
+        budget = self._budget(headers)
         with log_context(
             request_id=ctx.request_id,
             user_id=ctx.principal.user_id if ctx.principal else None,
             tenant_id=ctx.principal.tenant_id if ctx.principal else None,
         ):
             try:
-                reply = encode_reply(await self._dispatch(op, msg, ctx))
+                async with asyncio.timeout(budget):
+                    reply = encode_reply(await self._dispatch(op, msg, ctx))
             except ServiceError as exc:
                 outcome = exc.code.value
                 reply = encode_error(exc)
+            except TimeoutError:
+                outcome = ErrorCode.TIMEOUT.value
+                log.warning("bus handler overran its deadline", operation=op.name, seconds=budget)
+                reply = encode_error(
+                    ServiceError(ErrorCode.TIMEOUT, f"{op.name} did not finish within {budget:g}s")
+                )
             except Exception:
                 outcome = ErrorCode.INTERNAL.value
                 log.exception("bus handler failed", operation=op.name)
                 reply = encode_error(ServiceError(ErrorCode.INTERNAL, "internal error"))
+            if len(reply) > bus.nc.max_payload - 4096:  # room for the headers
+                outcome = ErrorCode.PAYLOAD_TOO_LARGE.value
+                log.error("reply too large for the bus", operation=op.name, size=len(reply))
+                reply = encode_error(
+                    ServiceError(
+                        ErrorCode.PAYLOAD_TOO_LARGE,
+                        f"the reply of {op.name} is {len(reply)} bytes, over the bus's limit; "
+                        "ask for less (a smaller page)",
+                    )
+                )
             if msg.reply:
-                await bus.nc.publish(msg.reply, reply, headers={HEADER_REQUEST_ID: ctx.request_id})
+                try:
+                    await bus.nc.publish(
+                        msg.reply, reply, headers={HEADER_REQUEST_ID: ctx.request_id}
+                    )
+                except Exception as exc:  # the caller will time out; say why here
+                    log.warning("could not send a reply", operation=op.name, error=repr(exc))
         if requests is not None:
             requests.labels(op.name, outcome).inc()
             duration.labels(op.name).observe(time.perf_counter() - started)
+
+    def _budget(self, headers: dict[str, str]) -> float:
+        try:
+            asked = float(headers.get(HEADER_TIMEOUT, ""))
+        except ValueError:
+            return self.max_handler_seconds
+        if not math.isfinite(asked):
+            return self.max_handler_seconds
+        return min(max(asked, 0.001), self.max_handler_seconds)
 
     @staticmethod
     async def _dispatch(op: _Operation, msg: Msg, ctx: RequestContext) -> BaseModel:
