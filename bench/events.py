@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from saas.audit import store  # noqa: E402
 from saas.common.cli import discover_processes  # noqa: E402
+from saas.common.commands.migrate import release  # noqa: E402
 from saas.common.db import Database  # noqa: E402
 from saas.common.events import Actor, new_event  # noqa: E402
 from saas.common.events.catalogue import ProjectCreated  # noqa: E402
 from saas.common.events.outbox import Outbox  # noqa: E402
-from saas.common.migrations import find_alembic_ini, upgrade_owners  # noqa: E402
 from saas.common.settings import DatabaseSettings  # noqa: E402
 from saas.devstack.servers import EmbeddedStack, StackPorts, free_port  # noqa: E402
 from saas.devstack.supervisor import Supervisor  # noqa: E402
@@ -92,7 +92,7 @@ async def run(args: argparse.Namespace) -> None:
             {k: v for k, v in stack.env().items() if k in ("DATABASE_URL", "NATS_URL")}
         )
     os.environ.setdefault("MIGRATIONS_DIR", str(ROOT / "migrations"))
-    await asyncio.to_thread(upgrade_owners, find_alembic_ini())
+    await asyncio.to_thread(release, lambda _: None)  # what `saas migrate` does
     specs = [s for s in discover_processes() if s.name in ("identity", "audit")]
     env = {
         "DATABASE_URL": os.environ["DATABASE_URL"],

@@ -36,6 +36,7 @@ SAFE_PRODUCTION = {
     "REDIS_URL": "redis://cache:6379/0",
     "DATABASE_SSL_MODE": "verify-full",
     "DEBUG": "false",
+    "EVENTS_REPLICAS": "3",
 }
 
 
@@ -70,8 +71,15 @@ def test_production_names_every_problem_at_once(env):
     with pytest.raises(InsecureConfigurationError) as caught:
         Settings.load()
     problems = "\n".join(caught.value.problems)
-    assert len(caught.value.problems) == 5
-    for needle in ("JWT_SECRET_KEY", "DEBUG", "REDIS_URL", "DATABASE_SSL_MODE", "CORS_ORIGINS"):
+    assert len(caught.value.problems) == 6
+    for needle in (
+        "JWT_SECRET_KEY",
+        "DEBUG",
+        "REDIS_URL",
+        "DATABASE_SSL_MODE",
+        "CORS_ORIGINS",
+        "EVENTS_REPLICAS",
+    ):
         assert needle in problems
 
 
@@ -128,6 +136,7 @@ def test_audit_starts_in_production_with_only_database_and_nats_settings(env):
         DATABASE_URL="postgres://audit@db:5432/saas",
         DATABASE_SSL_MODE="verify-full",
         NATS_URL="nats://nats:4222",
+        EVENTS_REPLICAS="3",
     )
     settings = AuditSettings.load()  # no JWT_SECRET_KEY, no REDIS_URL: audit reads neither
     assert settings.database_role == "audit_writer"
@@ -137,9 +146,9 @@ def test_audit_starts_in_production_with_only_database_and_nats_settings(env):
 def test_each_process_is_refused_only_for_what_it_uses(env):
     env(APP_ENV="production", DEBUG="true", CORS_ORIGINS="*", CORS_ALLOW_CREDENTIALS="true")
     expected = {
-        AuditSettings: {"DEBUG", "DATABASE_SSL_MODE"},
-        WorkerSettings: {"DEBUG", "DATABASE_SSL_MODE"},
-        IdentitySettings: {"DEBUG", "DATABASE_SSL_MODE", "JWT_SECRET_KEY"},
+        AuditSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS"},
+        WorkerSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS"},
+        IdentitySettings: {"DEBUG", "DATABASE_SSL_MODE", "JWT_SECRET_KEY", "EVENTS_REPLICAS"},
         GatewaySettings: {"DEBUG", "REDIS_URL", "CORS_ORIGINS"},
     }
     for settings_class, names in expected.items():

@@ -1,6 +1,6 @@
 """The `saas` command, and what a service declares about the processes it runs.
 
-Built-in subcommands are generic (`db`, `events`, `run`). Each installed package adds its own
+Built-in subcommands are generic (`db`, `events`, `migrate`, `run`). Each installed package adds its own
 through the `saas.commands` entry-point group (a service adds `saas <service>`, the development
 package adds `saas dev`), and declares its processes through `saas.processes`, so this library
 never imports a service and another team's package can plug in the same way.
@@ -103,9 +103,11 @@ def run(name: str | None) -> None:
 
 
 def _register_builtins() -> None:
-    from saas.common.commands import db, events
+    from saas.common.commands import db, events, migrate, streams
 
     cli.add_command(db.db)
+    cli.add_command(migrate.migrate)
+    events.events.add_command(streams.streams)
     cli.add_command(events.events)
 
 

@@ -127,6 +127,11 @@ class DatabaseSettings(Settings):
     db_pool_timeout: float = Field(default=30.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_pool_pre_ping: bool = True
+    # Every statement, lock wait and idle transaction is bounded by default (0 turns one off): a
+    # request must never hang on a stuck query or a lock held by someone else.
+    db_statement_timeout: float = Field(default=30.0, ge=0, description="seconds")
+    db_lock_timeout: float = Field(default=10.0, ge=0, description="seconds")
+    db_idle_in_transaction_timeout: float = Field(default=60.0, ge=0, description="seconds")
 
     @field_validator("database_url")
     @classmethod
@@ -169,6 +174,14 @@ class EventSettings(Settings):
     consumer_batch_size: int = Field(default=200, ge=1, le=10_000)
     consumer_max_deliveries: int = Field(default=5, ge=1)
     consumer_ack_wait: float = Field(default=30.0, gt=0)
+
+    def production_checks(self) -> list[str]:
+        if self.events_replicas < 3:
+            return [
+                f"EVENTS_REPLICAS is {self.events_replicas}; production keeps events on 3 NATS "
+                "servers, so losing one loses nothing"
+            ]
+        return []
 
 
 class RedisSettings(Settings):

@@ -66,10 +66,10 @@ def dev(root: Path, ready_timeout: float) -> None:
         env.setdefault("APP_ENV", os.environ.get("APP_ENV", "development"))
         os.environ.update(env)
 
-        from saas.common.migrations import find_alembic_ini, upgrade_owners
+        from saas.common.commands.migrate import release
 
-        click.echo("applying migrations ...")
-        upgrade_owners(find_alembic_ini())
+        click.echo("applying migrations and stream configuration ...")
+        release(lambda _: None)
 
         specs = discover_processes()
         ports = {s.name: int(os.environ.get(s.port_env, s.default_port)) for s in specs}

@@ -121,7 +121,6 @@ class EventConsumer(Component):
                 processed_retention=s.events_max_age,
             ),
             metrics=process.metrics,
-            streams=s,
         )
 
     def __init__(

@@ -54,7 +54,6 @@ class OutboxRelay(Component):
             metrics=process.metrics,
             batch_size=s.outbox_batch_size,
             poll_interval=s.outbox_poll_interval,
-            streams=s,
         )
 
     def __init__(

@@ -1,0 +1,40 @@
+"""`saas migrate`: every step a release needs before its processes roll out, in order.
+
+1. the owning services' database migrations (`saas db upgrade`);
+2. the JetStream streams' configuration (`saas events streams apply`);
+3. each installed package's own release steps, from the `saas.release_steps` entry-point group
+   (a callable taking no arguments, run in name order), so a service adds its own (tenant
+   schemas, say) without this library naming it.
+
+Each step is idempotent: running `saas migrate` again when nothing changed changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+import click
+
+from saas.common.commands import streams
+from saas.common.migrations import find_alembic_ini, upgrade_owners
+
+RELEASE_STEPS_GROUP = "saas.release_steps"
+
+
+def release(say: Callable[[str], object] = click.echo) -> None:
+    """Run every release step; `saas migrate`, `saas dev` and the test session all use this."""
+    for section in upgrade_owners(find_alembic_ini()):
+        say(f"migrated {section} to head")
+    for line in streams.apply():
+        say(f"streams: {line}")
+    for ep in sorted(entry_points(group=RELEASE_STEPS_GROUP), key=lambda ep: ep.name):
+        say(f"{ep.name}: running")
+        ep.load()()
+
+
+@click.command()
+def migrate() -> None:
+    """Apply database migrations, stream configuration and every package's release steps."""
+    release()
+    click.echo("release steps done")
