@@ -1,0 +1,216 @@
+"""Access-token verification under attack: every forged, altered or stale token is refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from saas.common.tokens import InvalidToken, TokenPolicy, TokenVerifier
+
+POLICY = TokenPolicy(issuer="saas-identity", audience="saas-api", leeway=5)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Keys:
+    """A JWKS of Ed25519 keys, as identity would publish it, and a signer for each key."""
+
+    def __init__(self) -> None:
+        self.private: dict[str, Ed25519PrivateKey] = {}
+        self.fetches = 0
+
+    def add(self, kid: str | None = None) -> str:
+        kid = kid or uuid.uuid4().hex
+        self.private[kid] = Ed25519PrivateKey.generate()
+        return kid
+
+    def public_jwk(self, kid: str) -> dict:
+        raw = (
+            self.private[kid]
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64(raw),
+            "kid": kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
+
+    async def jwks(self) -> dict:
+        self.fetches += 1
+        return {"keys": [self.public_jwk(kid) for kid in self.private]}
+
+    def sign(self, kid: str, headers: dict | None = None, **overrides) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": POLICY.issuer,
+            "aud": POLICY.audience,
+            "sub": "user-1",
+            "iat": now,
+            "exp": now + 900,
+            "jti": uuid.uuid4().hex,
+            "sid": "family-1",
+        }
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        return jwt.encode(
+            claims, self.private[kid], algorithm="EdDSA", headers={"kid": kid, **(headers or {})}
+        )
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture
+def verifier(keys: Keys) -> TokenVerifier:
+    return TokenVerifier(keys.jwks, POLICY, min_refresh_interval=60)
+
+
+async def refused(verifier: TokenVerifier, token: str) -> str:
+    with pytest.raises(InvalidToken) as caught:
+        await verifier.verify(token)
+    return caught.value.reason
+
+
+async def test_a_genuine_token_verifies(keys, verifier):
+    kid = keys.add()
+    claims = await verifier.verify(keys.sign(kid, adm=True))
+    assert claims.user_id == "user-1" and claims.session_id == "family-1" and claims.platform_admin
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
+async def test_alg_none_in_any_casing_is_refused(keys, verifier, alg):
+    kid = keys.add()
+    genuine = keys.sign(kid)
+    payload = genuine.split(".")[1]
+    header = b64(json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}).encode())
+    for token in (f"{header}.{payload}.", f"{header}.{payload}"):
+        assert await refused(verifier, token) in ("algorithm_not_allowed", "malformed")
+
+
+async def test_an_hmac_token_signed_with_the_public_key_is_refused(keys, verifier):
+    """Key confusion: the public key, which anyone has, used as an HMAC secret."""
+    kid = keys.add()
+    public = keys.public_jwk(kid)["x"].encode()
+    header = b64(json.dumps({"alg": "HS256", "kid": kid, "typ": "JWT"}).encode())
+    payload = keys.sign(kid).split(".")[1]
+    signature = hmac.new(public, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    assert (
+        await refused(verifier, f"{header}.{payload}.{b64(signature)}") == "algorithm_not_allowed"
+    )
+
+
+@pytest.mark.parametrize(
+    "kid",
+    ["../../../../dev/null", "/etc/passwd", "x' OR '1'='1", "https://evil.example/jwks", "unknown"],
+)
+async def test_a_kid_pointing_anywhere_but_the_jwks_is_refused(keys, verifier, kid):
+    attacker = Keys()
+    attacker.add(kid)
+    assert await refused(verifier, attacker.sign(kid)) == "unknown_key"
+
+
+@pytest.mark.parametrize("header", ["jwk", "jku", "x5u", "x5c"])
+async def test_a_token_bringing_its_own_key_is_refused(keys, verifier, header):
+    kid = keys.add()
+    values = {"jwk": keys.public_jwk(kid), "jku": "https://evil.example/jwks.json"}
+    value = values.get(header, "https://evil.example/cert.pem")
+    token = keys.sign(kid, headers={header: [value] if header == "x5c" else value})
+    assert await refused(verifier, token) == "embedded_key"
+
+
+async def test_a_tampered_payload_with_the_original_signature_is_refused(keys, verifier):
+    kid = keys.add()
+    header, payload, signature = keys.sign(kid).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["sub"], claims["adm"] = "someone-else", True
+    forged = b64(json.dumps(claims).encode())
+    assert await refused(verifier, f"{header}.{forged}.{signature}") == "invalid"
+
+
+async def test_a_stripped_signature_is_refused(keys, verifier):
+    kid = keys.add()
+    header, payload, _ = keys.sign(kid).split(".")
+    assert await refused(verifier, f"{header}.{payload}.") == "invalid"
+
+
+async def test_a_token_signed_by_another_key_with_our_kid_is_refused(keys, verifier):
+    kid = keys.add()
+    impostor = Keys()
+    impostor.add(kid)
+    assert await refused(verifier, impostor.sign(kid)) == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"exp": int(time.time()) - 60}, "expired"),
+        ({"nbf": int(time.time()) + 600}, "not_yet_valid"),
+        ({"iat": int(time.time()) + 600}, "not_yet_valid"),
+        ({"iss": "someone-else"}, "wrong_issuer"),
+        ({"aud": "another-api"}, "wrong_audience"),
+    ],
+)
+async def test_stale_or_foreign_claims_are_refused(keys, verifier, claims, reason):
+    kid = keys.add()
+    assert await refused(verifier, keys.sign(kid, **claims)) == reason
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud", "sub", "iat", "exp", "jti"])
+async def test_each_required_claim_must_be_there(keys, verifier, claim):
+    kid = keys.add()
+    assert await refused(verifier, keys.sign(kid, **{claim: None})) in (
+        "missing_claim",
+        "wrong_issuer",
+        "wrong_audience",
+    )
+
+
+async def test_a_100_kb_token_is_refused_before_it_is_parsed(keys, verifier):
+    kid = keys.add()
+    token = keys.sign(kid, padding="x" * 100_000)
+    assert await refused(verifier, token) == "too_large"
+    assert keys.fetches == 0
+
+
+@pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c.d", "é.é.é", "Bearer x"])
+async def test_garbage_is_malformed_not_a_crash(verifier, token):
+    assert await refused(verifier, token) in ("malformed", "algorithm_not_allowed")
+
+
+async def test_a_flood_of_unknown_kids_fetches_the_jwks_once(keys, verifier):
+    keys.add()
+    attacker = Keys()
+    for _ in range(200):
+        kid = attacker.add()
+        assert await refused(verifier, attacker.sign(kid)) == "unknown_key"
+    assert keys.fetches == 1
+
+
+async def test_rotation_old_tokens_verify_until_their_key_is_removed(keys):
+    verifier = TokenVerifier(keys.jwks, POLICY, min_refresh_interval=0)
+    old = keys.add()
+    old_token = keys.sign(old)
+    assert (await verifier.verify(old_token)).user_id == "user-1"
+    new = keys.add()  # rotation: a new active key; the old one stays published
+    assert (await verifier.verify(keys.sign(new))).user_id == "user-1"
+    assert (await verifier.verify(old_token)).user_id == "user-1"
+    del keys.private[old]  # the old key's tokens have expired: it leaves the JWKS
+    verifier.forget_keys()
+    assert await refused(verifier, old_token) == "unknown_key"
