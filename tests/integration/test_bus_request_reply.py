@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 from saas.common.bus import Bus, BusClient, Principal, RequestContext, Responder
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.metrics import Metrics
+from saas.common.tokens import TokenVerifier
+from tests.support.tokens import POLICY, Keys
 
 
 class Greet(BaseModel):
@@ -223,5 +225,39 @@ async def test_a_reply_over_the_bus_limit_is_a_clear_error(bus: Bus, tasks, uniq
             await BusClient(bus, timeout=3).request(name, "huge", Greet(name="x"), Greeting)
         assert caught.value.code is ErrorCode.PAYLOAD_TOO_LARGE
         assert "over the bus's limit" in caught.value.message
+    finally:
+        await responder.stop_taking_requests()
+
+
+async def test_the_caller_is_whoever_the_forwarded_token_proves(bus: Bus, tasks, unique):
+    keys = Keys()
+    kid = keys.add()
+    verifier = TokenVerifier(keys.jwks, POLICY)
+    name = f"who{unique}"
+    responder = Responder(name)
+
+    @responder.operation("whoami", Greet)
+    async def whoami(request: Greet, ctx: RequestContext) -> Greeting:
+        user = await ctx.user()
+        return Greeting(text=user.user_id, request_id=ctx.request_id, tenant_id=ctx.client_ip)
+
+    await responder.start(bus, tasks, verifier=verifier)
+    client = BusClient(bus, timeout=2)
+    try:
+        reply = await client.request(
+            name,
+            "whoami",
+            Greet(name="x"),
+            Greeting,
+            token=keys.sign(kid, sub="u-7"),
+            client_ip="203.0.113.9",
+        )
+        assert (reply.text, reply.tenant_id) == ("u-7", "203.0.113.9")
+        forger = Keys()
+        forged = forger.sign(forger.add(kid), sub="u-admin")  # our kid, someone else's key
+        for token in (None, forged, "not-a-token"):
+            with pytest.raises(ServiceError) as caught:
+                await client.request(name, "whoami", Greet(name="x"), Greeting, token=token)
+            assert caught.value.code is ErrorCode.UNAUTHORIZED
     finally:
         await responder.stop_taking_requests()

@@ -10,6 +10,7 @@ from saas.common.settings import (
     HttpSettings,
     InsecureConfigurationError,
     RedisSettings,
+    SigningKeySettings,
     TemporalSettings,
     TokenSettings,
 )
@@ -26,6 +27,7 @@ class Settings(
     TemporalSettings,
     HttpSettings,
     TokenSettings,
+    SigningKeySettings,
 ):
     """A process that uses every group, so every production rule applies."""
 
@@ -160,7 +162,7 @@ def test_each_process_is_refused_only_for_what_it_uses(env):
 
 def test_a_group_is_checked_once_however_it_is_inherited(env):
     class Twice(
-        TokenSettings, DatabaseSettings, TokenSettings.__base__
+        SigningKeySettings, DatabaseSettings, SigningKeySettings.__base__
     ):  # Settings twice in the MRO
         pass
 

@@ -56,7 +56,9 @@ from saas.common.settings import (
     RedisSettings,
     Settings,
     TemporalSettings,
+    TokenSettings,
 )
+from saas.common.tokens import JWKS_OPERATION, JWKS_SERVICE, FetchJwks, TokenPolicy, TokenVerifier
 
 if TYPE_CHECKING:  # the Temporal SDK is imported only by processes that use it
     from saas.common.temporal import Temporal
@@ -97,6 +99,7 @@ class ServiceProcess:
         self._temporal: Temporal | None = None
         self._responder: Responder | None = None
         self.app: FastAPI | None = None
+        self._tokens: TokenVerifier | None = None
         self._open_resources(settings)
 
     # -- resources, from the settings' groups ---------------------------------------------------
@@ -112,6 +115,9 @@ class ServiceProcess:
             self.health.add_liveness("nats", lambda: self._bus is None or self._bus.alive)
             self._responder = Responder(self.name)
             self._add_ping(self._responder)
+        if isinstance(s, TokenSettings) and self._client is not None:
+            policy = TokenPolicy(s.jwt_issuer, s.jwt_audience, leeway=s.jwt_leeway)
+            self._tokens = TokenVerifier(self._jwks_over_the_bus, policy)
         if isinstance(s, EventSettings) and self._bus is not None:
             from saas.common.events.stream import StreamCheck
 
@@ -158,6 +164,21 @@ class ServiceProcess:
         return self._redis is not None
 
     @property
+    def tokens(self) -> TokenVerifier:
+        """Verifies access tokens (the responder hands it to every request's context)."""
+        return self._need(self._tokens, "token verifier", TokenSettings)
+
+    def use_jwks_source(self, fetch: FetchJwks) -> None:
+        """Where the keys come from, if not from identity over the bus (identity itself)."""
+        self.tokens.use_source(fetch)
+
+    async def _jwks_over_the_bus(self) -> dict[str, Any]:
+        from saas.common.contracts.identity import Jwks
+
+        reply = await self.client.request(JWKS_SERVICE, JWKS_OPERATION, Empty(), Jwks)
+        return reply.model_dump()
+
+    @property
     def temporal(self) -> Temporal:
         return self._need(self._temporal, "Temporal connection", TemporalSettings)
 
@@ -196,7 +217,7 @@ class ServiceProcess:
         if self._responder is not None and self._bus is not None:
             responder, bus = self._responder, self._bus
             await self._until_done(
-                "responder", lambda: responder.start(bus, self.tasks, self.metrics)
+                "responder", lambda: responder.start(bus, self.tasks, self.metrics, self._tokens)
             )
         self.health.started = True
         log.info("process started", version=self.version)

@@ -1,7 +1,7 @@
 """Process settings, read from the environment with the names operators already know.
 
 Settings come in groups, one per concern (the database, the bus, events, Redis, Temporal, HTTP,
-tokens). Each group owns its fields, their validation and its own production checks. A process's
+token verification, signing keys). Each group owns its fields, their validation and its own production checks. A process's
 settings class composes the groups it uses, and nothing else:
 
     class AuditSettings(DatabaseSettings, BusSettings, EventSettings):
@@ -221,7 +221,16 @@ class HttpSettings(Settings):
 
 
 class TokenSettings(Settings):
-    """The secret that protects token signing keys at rest."""
+    """What a valid access token is: who issues it and whom it is for (the gateway and every
+    service that checks who is calling verify tokens the same way, `saas.common.tokens`)."""
+
+    jwt_issuer: str = Field(default="saas-identity", min_length=1)
+    jwt_audience: str = Field(default="saas-api", min_length=1)
+    jwt_leeway: float = Field(default=30.0, ge=0, le=300, description="seconds of clock skew")
+
+
+class SigningKeySettings(Settings):
+    """The secret that protects token signing keys at rest (identity only)."""
 
     jwt_secret_key: str = DEFAULT_JWT_SECRET_KEY
 

@@ -32,6 +32,8 @@ ALGORITHMS = ("EdDSA",)
 FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c")
 
 FetchJwks = Callable[[], Awaitable[dict[str, Any]]]
+# Where the keys are published: identity answers `svc.identity.jwks`.
+JWKS_SERVICE, JWKS_OPERATION = "identity", "jwks"
 
 
 class InvalidToken(Exception):
@@ -144,6 +146,10 @@ class TokenVerifier:
                 return  # another caller refreshed while this one waited
             self._fetched_at = time.monotonic()  # even a failed fetch counts: no hammering
             self._keys = keys_from_jwks(await self._fetch())
+
+    def use_source(self, fetch: FetchJwks) -> None:
+        self._fetch = fetch
+        self.forget_keys()
 
     def forget_keys(self) -> None:
         """Drop the cached keys (the next token fetches the JWKS again)."""

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from saas.common.events.relay import OutboxRelay
 from saas.common.process import ServiceProcess
-from saas.common.settings import BusSettings, DatabaseSettings, EventSettings, TokenSettings
+from saas.common.settings import (
+    BusSettings,
+    DatabaseSettings,
+    EventSettings,
+    SigningKeySettings,
+    TokenSettings,
+)
 from saas.identity import __version__
 from saas.identity.cli import IDENTITY
 
 SCHEMA = "identity"
 
 
-class IdentitySettings(DatabaseSettings, BusSettings, EventSettings, TokenSettings):
+class IdentitySettings(
+    DatabaseSettings, BusSettings, EventSettings, TokenSettings, SigningKeySettings
+):
     """Identity reads the database, the bus, events and the secret protecting its signing keys."""
 
 

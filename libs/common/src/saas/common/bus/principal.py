@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 HEADER_REQUEST_ID = "X-Request-Id"
+# The caller's access token, forwarded as the gateway received it: services verify it themselves.
+HEADER_AUTHORIZATION = "Authorization"
+# The client's address as the gateway determined it (for per-address limits and the audit trail).
+HEADER_CLIENT_IP = "Saas-Client-Ip"
 HEADER_USER_ID = "X-Principal-User-Id"
 HEADER_TENANT_ID = "X-Principal-Tenant-Id"
 HEADER_ROLE = "X-Principal-Role"

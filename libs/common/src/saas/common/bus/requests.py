@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
+import structlog
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import ConnectionClosedError, NoRespondersError
@@ -23,11 +24,17 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ValidationError
 
 from saas.common.bus.connection import Bus
-from saas.common.bus.principal import HEADER_REQUEST_ID, Principal
+from saas.common.bus.principal import (
+    HEADER_AUTHORIZATION,
+    HEADER_CLIENT_IP,
+    HEADER_REQUEST_ID,
+    Principal,
+)
 from saas.common.errors import ErrorBody, ErrorCode, ServiceError
 from saas.common.lifecycle import TaskTracker
 from saas.common.logging import get_logger, log_context
 from saas.common.metrics import Metrics
+from saas.common.tokens import Claims, InvalidToken, TokenVerifier
 
 log = get_logger(__name__)
 
@@ -52,6 +59,25 @@ class RequestContext:
     request_id: str
     principal: Principal | None
     subject: str
+    token: str | None = field(default=None, repr=False)  # the forwarded access token
+    client_ip: str | None = None
+    verifier: TokenVerifier | None = field(default=None, repr=False)
+
+    async def user(self) -> Claims:
+        """The caller, as proven by the access token the gateway forwarded; a missing or
+        invalid token is `unauthorized`. Nothing else on the request is believed."""
+        if not self.token:
+            raise ServiceError(ErrorCode.UNAUTHORIZED, "authentication required")
+        if self.verifier is None:
+            raise ServiceError(ErrorCode.INTERNAL, "this service does not verify access tokens")
+        try:
+            claims = await self.verifier.verify(self.token)
+        except InvalidToken as exc:
+            raise ServiceError(
+                ErrorCode.UNAUTHORIZED, "invalid or expired access token", {"reason": exc.reason}
+            ) from None
+        structlog.contextvars.bind_contextvars(user_id=claims.user_id)  # this request's task only
+        return claims
 
 
 class BusClient:
@@ -76,6 +102,8 @@ class BusClient:
         principal: Principal | None = None,
         request_id: str | None = None,
         timeout: float | None = None,
+        token: str | None = None,
+        client_ip: str | None = None,
     ) -> T:
         subject = subject_for(service, operation)
         timeout = timeout or self.timeout
@@ -85,6 +113,10 @@ class BusClient:
         }
         if principal:
             headers.update(principal.to_headers())
+        if token:
+            headers[HEADER_AUTHORIZATION] = f"Bearer {token}"
+        if client_ip:
+            headers[HEADER_CLIENT_IP] = client_ip
         body = payload.model_dump_json().encode() if payload is not None else b"{}"
         started = time.perf_counter()
         outcome = "ok"
@@ -104,6 +136,12 @@ class BusClient:
             raise
         finally:
             self._latency.labels(service, operation, outcome).observe(time.perf_counter() - started)
+
+
+def _bearer(value: str | None) -> str | None:
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return None
 
 
 def parse_reply(raw: bytes, reply_model: type[T], service: str = "service") -> T:
@@ -161,6 +199,7 @@ class Responder:
     # cancelled (its transaction rolls back) and the caller gets `timeout`.
     max_handler_seconds: float = 30.0
     _subscriptions: list[Subscription] = field(default_factory=list)
+    _verifier: TokenVerifier | None = None
 
     def operation(
         self, name: str, request_model: type[BaseModel] = Empty
@@ -173,7 +212,14 @@ class Responder:
 
         return register
 
-    async def start(self, bus: Bus, tasks: TaskTracker, metrics: Metrics | None = None) -> None:
+    async def start(
+        self,
+        bus: Bus,
+        tasks: TaskTracker,
+        metrics: Metrics | None = None,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
+        self._verifier = verifier
         requests = duration = None
         if metrics is not None:
             requests = metrics.counter(
@@ -219,6 +265,9 @@ class Responder:
             request_id=headers.get(HEADER_REQUEST_ID) or str(uuid.uuid4()),
             principal=Principal.from_headers(headers),
             subject=msg.subject,
+            token=_bearer(headers.get(HEADER_AUTHORIZATION)),
+            client_ip=headers.get(HEADER_CLIENT_IP) or None,
+            verifier=self._verifier,
         )
         started = time.perf_counter()
         outcome = "ok"
@@ -227,6 +276,7 @@ class Responder:
             request_id=ctx.request_id,
             user_id=ctx.principal.user_id if ctx.principal else None,
             tenant_id=ctx.principal.tenant_id if ctx.principal else None,
+            ip_address=ctx.client_ip,
         ):
             try:
                 async with asyncio.timeout(budget):
