@@ -53,6 +53,9 @@ def engine_options(settings: DatabaseSettings, application_name: str = "saas") -
         "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": settings.db_pool_recycle,
         "pool_pre_ping": settings.db_pool_pre_ping,
+        # A failed statement's message must not carry its parameters (emails, token hashes, ...)
+        # into logs, readiness bodies or dead-letter headers.
+        "hide_parameters": True,
         "connect_args": {
             "statement_cache_size": 0,  # asyncpg
             "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg dialect

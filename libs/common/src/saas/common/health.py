@@ -18,6 +18,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from saas.common.logging import get_logger
+from saas.common.redact import describe
 
 log = get_logger(__name__)
 
@@ -54,7 +55,7 @@ class HealthChecks:
         except TimeoutError:
             return name, f"no answer within {self.timeout:g}s"
         except Exception as exc:  # a check reports any failure, it never raises
-            return name, str(exc) or type(exc).__name__
+            return name, describe(exc)
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         results = await asyncio.gather(*(self._run(n, c) for n, (c, _) in self.checks.items()))

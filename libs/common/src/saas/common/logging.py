@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 
+from saas.common.redact import redact
+
 
 def _add_service(service: str) -> structlog.types.Processor:
     def processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -28,6 +30,26 @@ def _add_service(service: str) -> structlog.types.Processor:
 def _drop_color_message(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     event_dict.pop("color_message", None)  # uvicorn's ANSI duplicate of the message
     return event_dict
+
+
+def _redact_values(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The last step before rendering: no credential, token or SQL value leaves in a log line."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = redact(value)
+        elif isinstance(value, (list, tuple, dict)):
+            event_dict[key] = redact_structure(value)
+    return event_dict
+
+
+def redact_structure(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_structure(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_structure(v) for v in value]
+    return value
 
 
 def configure_logging(
@@ -48,11 +70,12 @@ def configure_logging(
         final = [
             structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("message"),
+            _redact_values,
             renderer,
         ]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-        final = [renderer]
+        final = [structlog.processors.format_exc_info, _redact_values, renderer]
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
