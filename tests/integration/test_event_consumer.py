@@ -333,3 +333,26 @@ async def test_an_outage_pauses_the_consumer_and_dead_letters_nothing(db, schema
     assert consumer.events.labels("c8", "dead_lettered")._value.get() == 0
     assert await dead_letters(bus) == []
     await bus.close()
+
+
+async def test_an_event_with_a_nul_character_is_dead_lettered_and_the_rest_are_applied(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    before, after = project_event("tn", 0), [project_event("tn", n) for n in (1, 2)]
+    doc = orjson.loads(before.to_bytes())
+    nul = {**doc, "id": str(uuid.uuid4()), "data": {**doc["data"], "name": "evil\x00name"}}
+    await publish(bus, [before])
+    await bus.js.publish("project.created", orjson.dumps(nul), headers={"Nats-Msg-Id": nul["id"]})
+    await publish(bus, after)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c9", handler=recorder(schema), options=FAST
+    )
+    await consumer.start()
+    await wait_for(lambda: _count_outcome(consumer, "applied", 3))
+    await consumer.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2]
+    (letter,) = await dead_letters(bus)
+    assert letter.headers[HEADER_DL_REASON] == "invalid_envelope"
+    assert orjson.loads(letter.data)["id"] == nul["id"]
+    await bus.close()

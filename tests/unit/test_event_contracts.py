@@ -6,6 +6,7 @@ from saas.common.events.catalogue import (
     CATALOGUE,
     Payload,
     TenantCreated,
+    UserLoginFailed,
     UserRegistered,
     subject_prefixes,
 )
@@ -133,4 +134,67 @@ def test_bad_envelope_fields_are_refused_at_write_time(overrides):
     kwargs = {"source": "saas/tenancy", "actor": SYSTEM} | overrides
     with pytest.raises(InvalidEvent) as caught:
         new_event(tenant_created(), **kwargs)
+    assert caught.value.reason == "invalid_envelope"
+
+
+# -- NUL characters: PostgreSQL's TEXT and JSONB cannot store them, so no consumer could -------
+def _doc() -> dict:
+    return orjson.loads(
+        new_event(tenant_created(), source="s", actor=SYSTEM, tenant_id="t-1").to_bytes()
+    )
+
+
+def _with_data(**changes) -> bytes:
+    doc = _doc()
+    doc["data"] = {**doc["data"], **changes}
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _raw(source="saas/\x00tenancy"),
+        _raw(subject="acme\x00"),
+        _raw(correlation_id="req-\x001"),
+        _raw(actor={"type": "user", "id": "u-\x00"}),
+        _with_data(name="Acme\x00 Corp"),
+        _with_data(extra={"nested": ["ok", {"deeper": "b\x00d"}]}),
+        _with_data(extra={"key\x00": "value"}),
+    ],
+    ids=["source", "subject", "correlation_id", "actor", "data", "nested data", "key in data"],
+)
+def test_nul_characters_anywhere_in_an_event_read_from_the_bus_make_it_invalid(raw):
+    assert b"\\u0000" in raw
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    assert caught.value.reason == "invalid_envelope"
+    assert "NUL" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("payload", "overrides"),
+    [
+        (UserLoginFailed(email="victim@example.com\x00", reason="bad_password"), {}),
+        (tenant_created(), {"subject": "acme\x00"}),
+        (tenant_created(), {"correlation_id": "\x00"}),
+        (tenant_created(), {"actor": Actor.user("u\x00")}),
+    ],
+    ids=["payload field", "subject", "correlation_id", "actor"],
+)
+def test_nul_characters_are_refused_at_write_time(payload, overrides):
+    kwargs = {"source": "saas/identity", "actor": SYSTEM} | overrides
+    with pytest.raises(InvalidEvent) as caught:
+        new_event(payload, **kwargs)
+    assert caught.value.reason == "invalid_envelope"
+
+
+def test_an_escaped_backslash_before_u0000_is_text_not_a_nul():
+    raw = _with_data(name="C:\\u0000")  # a backslash followed by the letters u0000
+    assert parse_event(raw).data["name"] == "C:\\u0000"
+
+
+def test_numbers_beyond_64_bits_do_not_hide_a_nul():
+    raw = _with_data(extra={"big": 0, "s": "\x00"}).replace(b'"big":0', b'"big":' + b"9" * 30)
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
     assert caught.value.reason == "invalid_envelope"

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    model_validator,
 )
 
 from saas.common.events.catalogue import CATALOGUE
@@ -50,6 +51,40 @@ def _canonical_uuid(value: str) -> str:
     return str(uuid.UUID(value))
 
 
+def has_nul(value: object) -> bool:
+    """Whether a NUL character is in any string of `value`, keys of nested dicts included.
+
+    PostgreSQL's TEXT and JSONB refuse NUL, so an event carrying one could never be recorded by
+    any consumer (an attacker could keep a failed login out of the audit log through the email
+    field): such an event is refused as a whole, at write time and at read time.
+    """
+    # Serialising is quick and writes NUL as \u0000; only then walk, since the same six
+    # characters also appear where a string holds a backslash followed by "u0000".
+    try:
+        serialised = orjson.dumps(value, default=_fields)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, say: no shortcut then
+        return _walk_has_nul(value)
+    return b"\\u0000" in serialised and _walk_has_nul(value)
+
+
+def _fields(model: object) -> dict[str, Any]:
+    if isinstance(model, BaseModel):
+        return model.__dict__
+    raise TypeError(type(model).__name__)
+
+
+def _walk_has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_walk_has_nul(k) or _walk_has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_walk_has_nul(v) for v in value)
+    if isinstance(value, BaseModel):
+        return any(_walk_has_nul(v) for v in value.__dict__.values())
+    return False
+
+
 EventId = Annotated[str, AfterValidator(_canonical_uuid)]
 
 
@@ -69,6 +104,14 @@ class EventEnvelope(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=200)
     data: dict[str, Any]
     _raw: bytes | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> EventEnvelope:
+        if has_nul(self):
+            raise ValueError(
+                "strings may not contain NUL characters (PostgreSQL cannot store them)"
+            )
+        return self
 
     def __eq__(self, other: object) -> bool:
         # Compare what the event says, not whether its wire form happens to be cached.
