@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy import text
 
 from saas.common.db import Database
 from saas.common.events import EventEnvelope
+from saas.common.events.catalogue import CATALOGUE, EventType, Payload
 from saas.common.events.consumer import HEADER_DL_REASON, ConsumerOptions, EventConsumer
 from saas.common.events.stream import DEADLETTER_STREAM
 from tests.support.events import connect, project_event, scratch_schema
@@ -355,4 +357,75 @@ async def test_an_event_with_a_nul_character_is_dead_lettered_and_the_rest_are_a
     (letter,) = await dead_letters(bus)
     assert letter.headers[HEADER_DL_REASON] == "invalid_envelope"
     assert orjson.loads(letter.data)["id"] == nul["id"]
+    await bus.close()
+
+
+class ProjectCreatedV2(Payload):
+    tenant_id: str
+    project_id: str
+    name: str
+    description: str
+
+
+class ProjectCreatedV3(ProjectCreatedV2):
+    colour: str
+
+
+def _v1_to_v2(data: dict) -> dict:
+    return {**data, "description": ""}
+
+
+def _v2_to_v3(data: dict) -> dict:
+    return {**data, "colour": "grey"}
+
+
+def _reader_of(version: int, model, upcasters: dict) -> EventType:
+    """`project.created` as code that reads `version` declares it."""
+    return EventType("project.created", version, model, "tenancy", "A project.", upcasters)
+
+
+async def test_in_a_rolling_deploy_old_events_are_upcast_and_newer_ones_wait_for_newer_code(
+    db, schema, nats_server, monkeypatch
+):
+    bus = await connect(nats_server.url)
+    v1 = [project_event("tv", n) for n in (0, 1, 3)]  # written by code still on version 1
+    doc = orjson.loads(project_event("tv", 2).to_bytes())
+    v3 = {**doc, "dataversion": 3, "data": {**doc["data"], "description": "d", "colour": "red"}}
+    seen: list[tuple[int, int]] = []
+    apply = recorder(schema)
+
+    async def handler(session, batch):
+        seen.extend((int(e.data["project_id"].split(":")[1]), e.dataversion) for e in batch)
+        await apply(session, batch)
+
+    monkeypatch.setitem(
+        CATALOGUE, "project.created", _reader_of(2, ProjectCreatedV2, {1: _v1_to_v2})
+    )
+    await publish(bus, v1[:2])
+    await bus.js.publish("project.created", orjson.dumps(v3), headers={"Nats-Msg-Id": v3["id"]})
+    await publish(bus, v1[2:])
+    options = replace(FAST, defer_delay=0.3)
+    on_v2 = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c10", handler=handler, options=options
+    )
+    await on_v2.start()
+    await wait_for(lambda: _count_outcome(on_v2, "applied", 3))
+    await wait_for(lambda: _count_outcome(on_v2, "deferred", 2))  # handed back, and again
+    await on_v2.drain()
+    assert sorted(seen) == [(0, 2), (1, 2), (3, 2)]
+
+    monkeypatch.setitem(
+        CATALOGUE,
+        "project.created",
+        _reader_of(3, ProjectCreatedV3, {1: _v1_to_v2, 2: _v2_to_v3}),
+    )
+    on_v3 = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c10", handler=handler, options=options
+    )
+    await on_v3.start()
+    await wait_for(lambda: _count_outcome(on_v3, "applied", 1))
+    await on_v3.drain()
+    assert sorted(seen) == [(0, 2), (1, 2), (2, 3), (3, 2)]
+    assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3]
+    assert await dead_letters(bus) == []
     await bus.close()

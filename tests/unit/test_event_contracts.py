@@ -8,9 +8,10 @@ from saas.common.events.catalogue import (
     TenantCreated,
     UserLoginFailed,
     UserRegistered,
+    event,
     subject_prefixes,
 )
-from saas.common.events.envelope import MAX_EVENT_BYTES
+from saas.common.events.envelope import MAX_EVENT_BYTES, NewerVersion
 
 SYSTEM = Actor.system("tenancy-worker")
 
@@ -198,3 +199,96 @@ def test_numbers_beyond_64_bits_do_not_hide_a_nul():
     with pytest.raises(InvalidEvent) as caught:
         parse_event(raw)
     assert caught.value.reason == "invalid_envelope"
+
+
+# -- versions: older ones are upcast, newer ones are not this code's to judge ---------------------
+@pytest.fixture
+def catalogue():
+    """The catalogue, for a test to declare event types of its own in; restored afterwards."""
+    saved = dict(CATALOGUE)
+    yield CATALOGUE
+    CATALOGUE.clear()
+    CATALOGUE.update(saved)
+
+
+def _widget_types(catalogue) -> type[Payload]:
+    """`test.widget_made` at version 3: v1 had `label`, v2 renamed it `name`, v3 added `size`."""
+
+    def v1_to_v2(data: dict) -> dict:
+        return {"widget_id": data["widget_id"], "name": data["label"]}
+
+    def v2_to_v3(data: dict) -> dict:
+        return {**data, "size": "unknown"}
+
+    @event(
+        "test.widget_made",
+        version=3,
+        owner="tests",
+        summary="A widget was made.",
+        upcasters={1: v1_to_v2, 2: v2_to_v3},
+    )
+    class WidgetMade(Payload):
+        widget_id: str
+        name: str
+        size: str
+
+    return WidgetMade
+
+
+def _as_version(current: Payload, version: int, data: dict) -> bytes:
+    doc = orjson.loads(new_event(current, source="s", actor=SYSTEM).to_bytes())
+    return orjson.dumps({**doc, "dataversion": version, "data": data})
+
+
+def test_an_older_version_is_upcast_to_the_current_payload(catalogue):
+    widget = _widget_types(catalogue)
+    current = widget(widget_id="w-1", name="Gear", size="small")
+    parsed = parse_event(_as_version(current, 1, {"widget_id": "w-1", "label": "Gear"}))
+    assert parsed.dataversion == 3
+    assert parsed.payload() == widget(widget_id="w-1", name="Gear", size="unknown")
+    assert parse_event(_as_version(current, 2, {"widget_id": "w-1", "name": "Gear"})).data == {
+        "widget_id": "w-1",
+        "name": "Gear",
+        "size": "unknown",
+    }
+
+
+def test_a_newer_version_than_this_code_knows_is_not_invalid_but_for_a_newer_reader(catalogue):
+    widget = _widget_types(catalogue)
+    raw = _as_version(widget(widget_id="w", name="n", size="s"), 4, {"anything": "new"})
+    with pytest.raises(NewerVersion) as caught:
+        parse_event(raw)
+    assert (caught.value.version, caught.value.known) == (4, 3)
+
+
+def test_an_older_version_no_upcaster_leads_from_is_unsupported(catalogue):
+    @event("test.gadget_made", version=2, owner="tests", summary="A gadget was made.")
+    class GadgetMade(Payload):
+        gadget_id: str
+
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_as_version(GadgetMade(gadget_id="g"), 1, {"gadget_id": "g"}))
+    assert caught.value.reason == "unsupported_version"
+    assert not isinstance(caught.value, NewerVersion)
+
+
+def test_old_data_an_upcaster_cannot_read_is_an_invalid_payload(catalogue):
+    widget = _widget_types(catalogue)
+    raw = _as_version(widget(widget_id="w", name="n", size="s"), 1, {"widget_id": "w"})
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    assert caught.value.reason == "invalid_payload"
+    assert "label" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "upcasters",
+    [{1: dict}, {2: dict, 3: dict}, {0: dict, 1: dict, 2: dict}],
+    ids=["a gap before the current version", "from the current version", "from version 0"],
+)
+def test_upcasters_must_lead_step_by_step_to_the_current_version(catalogue, upcasters):
+    with pytest.raises(ValueError, match="upcasters"):
+
+        @event("test.thing_done", version=3, owner="tests", summary="x", upcasters=upcasters)
+        class ThingDone(Payload):
+            thing_id: str

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from saas.common.bus import Bus
 from saas.common.components import Component
 from saas.common.db import Database
-from saas.common.events.envelope import EventEnvelope, InvalidEvent, parse_event
+from saas.common.events.envelope import EventEnvelope, InvalidEvent, NewerVersion, parse_event
 from saas.common.events.pull import BatchPuller
 from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM, ensure_streams
 from saas.common.lifecycle import backoff
@@ -85,6 +85,8 @@ class ConsumerOptions:
     ack_wait: float = 30.0
     fetch_timeout: float = 1.0
     pause_max: float = 5.0  # longest pause while NATS or the database is away
+    # An event newer than this code is handed back for this long: an upgraded replica takes it.
+    defer_delay: float = 60.0
     # Processed ids are kept as long as the stream keeps events: past that nothing can come again.
     processed_retention: float = 30 * 86400.0
 
@@ -264,6 +266,8 @@ class EventConsumer(Component):
         for msg in msgs:
             try:
                 valid.append((msg, parse_event(msg.data)))
+            except NewerVersion as exc:
+                await self.defer(msg, exc)
             except InvalidEvent as exc:
                 await self.dead_letter(msg, exc.reason, str(exc))
         if valid:
@@ -342,6 +346,13 @@ class EventConsumer(Component):
                 backoff = self.options.backoff
                 await msg.nak(delay=backoff[min(deliveries, len(backoff)) - 1])
                 self.events.labels(self.durable, "retried").inc()
+
+    async def defer(self, msg: Msg, exc: NewerVersion) -> None:
+        """Written by newer code during a rolling deploy: not this replica's to apply or to judge.
+        Handed back without counting, for a replica that knows the version."""
+        await msg.nak(delay=self.options.defer_delay)
+        self.events.labels(self.durable, "deferred").inc()
+        log.info("event deferred to newer code", consumer=self.durable, detail=str(exc))
 
     async def dead_letter(self, msg: Msg, reason: str, detail: str) -> None:
         """Move a message to `deadletter.<consumer>` with why, then stop its redelivery."""

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from saas.common.events.catalogue import CATALOGUE
+from saas.common.events.catalogue import CATALOGUE, NoUpcaster
 
 MAX_EVENT_BYTES = 64 * 1024
 SPECVERSION = "1.0"
@@ -30,6 +30,22 @@ class InvalidEvent(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class NewerVersion(InvalidEvent):
+    """An event written by newer code than this one: not broken, only not readable here yet.
+
+    Consumers hand it back for later, when an upgraded replica can apply it. It is an
+    `InvalidEvent` (reason `unsupported_version`) so that a reader unaware of versions refuses it
+    rather than applying what it cannot understand.
+    """
+
+    def __init__(self, type_: str, version: int, known: int) -> None:
+        super().__init__(
+            "unsupported_version", f"{type_} version {version} is newer than this code's {known}"
+        )
+        self.version = version
+        self.known = known
 
 
 class Actor(BaseModel):
@@ -181,15 +197,26 @@ def parse_event(raw: bytes) -> EventEnvelope:
     spec = CATALOGUE.get(envelope.type)
     if spec is None:
         raise InvalidEvent("unknown_type", f"unknown event type {envelope.type!r}")
-    if envelope.dataversion != spec.version:
-        raise InvalidEvent(
-            "unsupported_version",
-            f"{envelope.type} version {envelope.dataversion} (this code reads {spec.version})",
-        )
+    if envelope.dataversion > spec.version:
+        raise NewerVersion(envelope.type, envelope.dataversion, spec.version)
+    data = envelope.data
+    if envelope.dataversion < spec.version:
+        try:
+            data = spec.upcast(envelope.dataversion, data)
+        except NoUpcaster as exc:
+            raise InvalidEvent("unsupported_version", str(exc)) from None
+        except (LookupError, TypeError, ValueError) as exc:  # old data the upcaster cannot read
+            raise InvalidEvent(
+                "invalid_payload",
+                f"{envelope.type} version {envelope.dataversion}: {type(exc).__name__}: {exc}",
+            ) from None
     try:
-        spec.model.model_validate(envelope.data)
+        spec.model.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent("invalid_payload", f"{envelope.type}: {_summary(exc)}") from None
+    if data is not envelope.data:
+        # Handlers see one shape per type: the current one.
+        envelope = envelope.model_copy(update={"data": data, "dataversion": spec.version})
     return envelope
 
 
