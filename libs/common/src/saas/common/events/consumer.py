@@ -19,9 +19,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import asyncpg
-import nats.errors
-import sqlalchemy.exc
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import text
@@ -31,6 +28,7 @@ from saas.common.bus import Bus
 from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, NewerVersion, parse_event
+from saas.common.events.faults import is_outage
 from saas.common.events.pull import BatchPuller
 from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM, ensure_streams
 from saas.common.lifecycle import backoff
@@ -43,29 +41,6 @@ if TYPE_CHECKING:
     from saas.common.process import ServiceProcess
 
 log = get_logger(__name__)
-
-TRANSIENT = (
-    OSError,  # ConnectionError and friends
-    TimeoutError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.TimeoutError,
-    nats.errors.NoServersError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """An outage of the database or NATS rather than a fault of the event or the handler."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, TRANSIENT) or (
-        exc.__cause__ is not None and isinstance(exc.__cause__, TRANSIENT)
-    )
-
 
 BatchHandler = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]]
 
@@ -274,7 +249,7 @@ class EventConsumer(Component):
             try:
                 await self._apply(valid)
             except Exception as exc:
-                if is_transient(exc):
+                if is_outage(exc):
                     await self._put_back(valid, exc)
                     raise
                 log.warning(
@@ -327,7 +302,7 @@ class EventConsumer(Component):
         try:
             await self._apply([item])
         except Exception as exc:
-            if is_transient(exc):
+            if is_outage(exc):
                 raise  # an outage: the caller puts the rest back and pauses
             self.failures.labels(self.durable).inc()
             deliveries = msg.metadata.num_delivered
