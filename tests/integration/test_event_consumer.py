@@ -19,6 +19,7 @@ from saas.common.events import EventEnvelope
 from saas.common.events.catalogue import CATALOGUE, EventType, Payload
 from saas.common.events.consumer import HEADER_DL_REASON, ConsumerOptions, EventConsumer
 from saas.common.events.stream import DEADLETTER_STREAM
+from saas.common.settings import DatabaseSettings
 from tests.support.events import connect, project_event, scratch_schema
 
 FAST = ConsumerOptions(
@@ -428,4 +429,115 @@ async def test_in_a_rolling_deploy_old_events_are_upcast_and_newer_ones_wait_for
     assert sorted(seen) == [(0, 2), (1, 2), (2, 3), (3, 2)]
     assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3]
     assert await dead_letters(bus) == []
+    await bus.close()
+
+
+async def failure_counts(db: Database, schema: str) -> dict[str, tuple[int, str]]:
+    async with db.session() as session:
+        rows = await session.execute(
+            text(f'SELECT event_id, failures, last_error FROM "{schema}".consumer_failures')
+        )
+        return {str(r[0]): (r[1], r[2]) for r in rows}
+
+
+async def test_outage_redeliveries_never_count_towards_dead_lettering(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    events = [project_event("tf", n) for n in range(10)]
+    poison = events[4]
+    calls = {"outage": 0, "poison": 0}
+    apply = recorder(schema, {poison.id})
+
+    async def handler(session, batch):
+        if calls["outage"] < 8:  # the database is away for longer than max_deliveries allows
+            calls["outage"] += 1
+            raise ConnectionRefusedError("database is restarting")
+        calls["poison"] += any(e.id == poison.id for e in batch)
+        await apply(session, batch)
+
+    await publish(bus, events)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c11", handler=handler, options=FAST
+    )
+    await consumer.start()
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 1), timeout=30)
+    await consumer.drain()
+    (letter,) = await dead_letters(bus)
+    assert orjson.loads(letter.data)["id"] == poison.id
+    assert int(letter.headers["Saas-Deliveries"]) > FAST.max_deliveries  # outages redelivered it
+    # Its first real failure came in a batch (then alone): each event failure counted once.
+    assert calls["poison"] == FAST.max_deliveries + 1
+    assert letter.headers["Saas-Failures"] == str(FAST.max_deliveries)
+    assert sorted(r[2] for r in await applied(db, schema)) == [n for n in range(10) if n != 4]
+    assert await failure_counts(db, schema) == {}
+    await bus.close()
+
+
+async def test_failures_are_counted_in_the_database_across_replicas_and_forgotten_once_applied(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tc", n) for n in range(5)]
+    flaky = events[2]
+    broken = {flaky.id}
+    failed_twice = asyncio.Event()
+    failures = {"n": 0}
+    apply = recorder(schema, broken)
+
+    async def handler(session, batch):
+        try:
+            await apply(session, batch)
+        except ValueError:
+            failures["n"] += len(batch) == 1  # the event alone, after its batch failed
+            if failures["n"] == 2:
+                failed_twice.set()
+            raise
+
+    options = replace(FAST, backoff=(0.5,))
+    first = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c12", handler=handler, options=options
+    )
+    await first.start()
+    await publish(bus, events)
+    await asyncio.wait_for(failed_twice.wait(), 15)
+    await first.drain()
+    ((count, last_error),) = (await failure_counts(db, schema)).values()
+    assert count == 2 and "cannot apply" in last_error
+
+    broken.clear()  # fixed; another replica takes over
+    second = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c12", handler=handler, options=options
+    )
+    await second.start()
+    await wait_for(lambda: _count_outcome(second, "applied", 1))
+    await second.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3, 4]
+    assert await failure_counts(db, schema) == {}
+    await bus.close()
+
+
+async def test_the_audit_role_may_count_and_forget_failures_in_its_schema(stack, nats_server):
+    writer = Database.from_settings(DatabaseSettings.load(database_role="audit_writer"))
+    bus = await connect(nats_server.url)
+    events = [project_event("tw", n) for n in range(4)]
+    poison = events[1]
+
+    async def handler(session, batch):
+        if any(e.id == poison.id for e in batch):
+            raise ValueError("cannot audit this")
+
+    durable = f"audit-role-{uuid.uuid4().hex[:6]}"
+    consumer = EventConsumer(
+        bus=bus, db=writer, schema="audit", durable=durable, handler=handler, options=FAST
+    )
+    await consumer.start()
+    await publish(bus, events)
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 1))
+    await wait_for(lambda: _count_outcome(consumer, "applied", 3))
+    await consumer.drain()
+    async with writer.session() as session:
+        left = await session.execute(
+            text("SELECT count(*) FROM audit.consumer_failures WHERE consumer = :c"), {"c": durable}
+        )
+        assert left.scalar_one() == 0
+    await writer.dispose()
     await bus.close()

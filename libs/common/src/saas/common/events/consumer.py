@@ -5,9 +5,12 @@
   `processed_events` table in that same transaction, so a redelivery changes nothing. Messages
   are acknowledged only after the commit: a consumer that crashes mid-batch loses nothing.
 - A batch that fails is retried one message at a time, so one bad message cannot hold back the
-  rest. A failing message is redelivered with backoff; after `max_deliveries` it goes to the
-  dead-letter stream with the reason in headers, as does anything that fails validation
-  (unknown type, bad payload, oversized) at once.
+  rest. A failing message is redelivered with backoff; after `max_deliveries` real failures it
+  goes to the dead-letter stream with the reason in headers, as does anything that fails
+  validation (unknown type, bad payload, oversized) at once.
+- Real failures are counted per event in the service's `consumer_failures` table, in a short
+  transaction of their own: the count survives restarts and is shared by replicas, and
+  redeliveries caused by an outage (see `faults`) never add to it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ HEADER_DL_CONSUMER = "Saas-Dead-Letter-Consumer"
 HEADER_DL_SUBJECT = "Saas-Original-Subject"
 HEADER_DL_SEQUENCE = "Saas-Original-Sequence"
 HEADER_DL_DELIVERIES = "Saas-Deliveries"
+HEADER_DL_FAILURES = "Saas-Failures"
 
 
 @dataclass(frozen=True)
@@ -122,14 +126,34 @@ class EventConsumer(Component):
         self.handler = handler
         self.subjects = list(subjects) if subjects else None
         self.options = options or ConsumerOptions()
+        s = quote_schema(schema)
+        # Recording events as processed also forgets their failures, in the same statement.
         self._record = text(
-            f"INSERT INTO {quote_schema(schema)}.processed_events (consumer, event_id) "  # noqa: S608 - service's own schema
+            f"WITH forgotten AS (DELETE FROM {s}.consumer_failures "  # noqa: S608 - service's own schema
+            "WHERE consumer = :consumer AND event_id = ANY(CAST(:ids AS uuid[]))) "
+            f"INSERT INTO {s}.processed_events (consumer, event_id) "
             "SELECT :consumer, unnest(CAST(:ids AS uuid[])) ON CONFLICT DO NOTHING RETURNING event_id"
         )
-        self._prune = text(
-            f"DELETE FROM {quote_schema(schema)}.processed_events "  # noqa: S608 - service's own schema
-            "WHERE consumer = :consumer AND processed_at < now() - make_interval(secs => :secs)"
+        self._count_failure = text(
+            f"INSERT INTO {s}.consumer_failures AS f (consumer, event_id, failures, last_error) "  # noqa: S608 - service's own schema
+            "VALUES (:consumer, :event_id, 1, :error) ON CONFLICT (consumer, event_id) DO UPDATE "
+            "SET failures = f.failures + 1, last_error = EXCLUDED.last_error, updated_at = now() "
+            "RETURNING failures"
         )
+        self._forget_failures = text(
+            f"DELETE FROM {s}.consumer_failures "  # noqa: S608 - service's own schema
+            "WHERE consumer = :consumer AND event_id = ANY(CAST(:ids AS uuid[]))"
+        )
+        self._prune = [
+            text(
+                f"DELETE FROM {s}.{table} "  # noqa: S608 - service's own schema
+                f"WHERE consumer = :consumer AND {column} < now() - make_interval(secs => :secs)"
+            )
+            for table, column in (
+                ("processed_events", "processed_at"),
+                ("consumer_failures", "updated_at"),  # left behind by a crash, say
+            )
+        ]
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._puller: BatchPuller | None = None
@@ -220,10 +244,10 @@ class EventConsumer(Component):
     async def prune_processed(self) -> None:
         try:
             async with self.db.session() as session:
-                await session.execute(
-                    self._prune,
-                    {"consumer": self.durable, "secs": self.options.processed_retention},
-                )
+                for prune in self._prune:
+                    await session.execute(
+                        prune, {"consumer": self.durable, "secs": self.options.processed_retention}
+                    )
         except Exception as exc:  # housekeeping must never stop the consumer
             log.warning("pruning processed events failed", consumer=self.durable, error=repr(exc))
 
@@ -252,17 +276,7 @@ class EventConsumer(Component):
                 if is_outage(exc):
                     await self._put_back(valid, exc)
                     raise
-                log.warning(
-                    "batch failed; retrying one event at a time",
-                    consumer=self.durable,
-                    size=len(valid),
-                )
-                for i, item in enumerate(valid):
-                    try:
-                        await self._apply_one(item)
-                    except Exception as exc:
-                        await self._put_back(valid[i:], exc)
-                        raise
+                await self._apply_each(valid, exc)
         self.batch_seconds.labels(self.durable).observe(time.perf_counter() - started)
 
     async def _put_back(self, items: list[tuple[Msg, EventEnvelope]], exc: BaseException) -> None:
@@ -297,30 +311,76 @@ class EventConsumer(Component):
         if len(items) > len(fresh):
             self.events.labels(self.durable, "duplicate").inc(len(items) - len(fresh))
 
-    async def _apply_one(self, item: tuple[Msg, EventEnvelope]) -> None:
-        msg, envelope = item
+    async def _apply_each(
+        self, items: list[tuple[Msg, EventEnvelope]], batch_error: Exception
+    ) -> None:
+        """After a batch failed: each event on its own, so one bad event cannot hold back the
+        rest (a batch of one has had its try). An outage puts back what is left and raises."""
+        if len(items) > 1:
+            log.warning(
+                "batch failed; retrying one event at a time", consumer=self.durable, size=len(items)
+            )
+        for i, item in enumerate(items):
+            try:
+                error = batch_error if len(items) == 1 else await self._try_alone(item)
+                if error is not None:
+                    await self._failed(item, error)
+            except Exception as exc:
+                await self._put_back(items[i:], exc)
+                raise
+
+    async def _try_alone(self, item: tuple[Msg, EventEnvelope]) -> Exception | None:
+        """The handler's failure on this one event, if any; an outage is raised."""
         try:
             await self._apply([item])
         except Exception as exc:
             if is_outage(exc):
-                raise  # an outage: the caller puts the rest back and pauses
-            self.failures.labels(self.durable).inc()
-            deliveries = msg.metadata.num_delivered
-            with log_context(correlation_id=envelope.correlation_id, tenant_id=envelope.tenant_id):
-                log.warning(
-                    "event handler failed",
-                    consumer=self.durable,
-                    event_id=envelope.id,
-                    type=envelope.type,
-                    deliveries=deliveries,
-                    error=repr(exc),
-                )
-            if deliveries >= self.options.max_deliveries:
-                await self.dead_letter(msg, "handler_failed", repr(exc))
-            else:
-                backoff = self.options.backoff
-                await msg.nak(delay=backoff[min(deliveries, len(backoff)) - 1])
-                self.events.labels(self.durable, "retried").inc()
+                raise
+            return exc
+        return None
+
+    async def _failed(self, item: tuple[Msg, EventEnvelope], exc: Exception) -> None:
+        """The handler failed on this event for real: count it, and give up at `max_deliveries`."""
+        msg, envelope = item
+        self.failures.labels(self.durable).inc()
+        failures = await self._count(envelope, exc)
+        with log_context(correlation_id=envelope.correlation_id, tenant_id=envelope.tenant_id):
+            log.warning(
+                "event handler failed",
+                consumer=self.durable,
+                event_id=envelope.id,
+                type=envelope.type,
+                failures=failures,
+                error=repr(exc),
+            )
+        if failures >= self.options.max_deliveries:
+            await self.dead_letter(msg, "handler_failed", repr(exc), failures=failures)
+            await self._forget([envelope.id])
+        else:
+            backoff = self.options.backoff
+            await msg.nak(delay=backoff[min(failures, len(backoff)) - 1])
+            self.events.labels(self.durable, "retried").inc()
+
+    async def _count(self, envelope: EventEnvelope, exc: Exception) -> int:
+        """One more real failure of this event, committed at once (the handler's transaction was
+        rolled back); returns how many it has had."""
+        async with self.db.session() as session:
+            result = await session.execute(
+                self._count_failure,
+                {
+                    "consumer": self.durable,
+                    "event_id": uuid.UUID(envelope.id),
+                    "error": repr(exc)[:2000],
+                },
+            )
+            return int(result.scalar_one())
+
+    async def _forget(self, event_ids: list[str]) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                self._forget_failures,
+                {"consumer": self.durable, "ids": [uuid.UUID(i) for i in event_ids]},
+            )
 
     async def defer(self, msg: Msg, exc: NewerVersion) -> None:
         """Written by newer code during a rolling deploy: not this replica's to apply or to judge.
@@ -329,7 +389,9 @@ class EventConsumer(Component):
         self.events.labels(self.durable, "deferred").inc()
         log.info("event deferred to newer code", consumer=self.durable, detail=str(exc))
 
-    async def dead_letter(self, msg: Msg, reason: str, detail: str) -> None:
+    async def dead_letter(
+        self, msg: Msg, reason: str, detail: str, *, failures: int | None = None
+    ) -> None:
         """Move a message to `deadletter.<consumer>` with why, then stop its redelivery."""
         meta = msg.metadata
         headers = {
@@ -341,6 +403,8 @@ class EventConsumer(Component):
             HEADER_DL_SEQUENCE: str(meta.sequence.stream),
             HEADER_DL_DELIVERIES: str(meta.num_delivered),
         }
+        if failures is not None:
+            headers[HEADER_DL_FAILURES] = str(failures)
         await self.bus.js.publish(f"{DEADLETTER_PREFIX}.{self.durable}", msg.data, headers=headers)
         await msg.term()
         self.events.labels(self.durable, "dead_lettered").inc()
