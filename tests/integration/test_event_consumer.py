@@ -13,6 +13,7 @@ from dataclasses import replace
 import orjson
 import pytest
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from saas.common.db import Database
 from saas.common.events import EventEnvelope
@@ -29,6 +30,7 @@ FAST = ConsumerOptions(
     ack_wait=1.0,
     fetch_timeout=0.2,
     pause_max=0.5,
+    systemic_pause_max=1.0,
 )
 
 
@@ -540,4 +542,73 @@ async def test_the_audit_role_may_count_and_forget_failures_in_its_schema(stack,
         )
         assert left.scalar_one() == 0
     await writer.dispose()
+    await bus.close()
+
+
+async def test_when_every_event_fails_the_same_way_the_consumer_pauses_instead_of_dead_lettering(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("ts", n) for n in range(20)]
+    # A migration that did not run: the handler's table is missing, for every event alike.
+    target = {"table": "applied_by_a_migration_that_did_not_run"}
+
+    async def handler(session, batch):
+        for e in batch:
+            await session.execute(
+                text(f'INSERT INTO "{schema}".{target["table"]} VALUES (:id, :tenant, :n)'),
+                {
+                    "id": uuid.UUID(e.id),
+                    "tenant": e.tenant_id,
+                    "n": int(e.data["project_id"].split(":")[1]),
+                },
+            )
+
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c14", handler=handler, options=FAST
+    )
+    with capture_logs() as logs:
+        await consumer.start()
+        await publish(bus, events)
+        await asyncio.sleep(3)  # many times what dead-lettering all of them would take
+        assert _value(consumer.events, "c14", "dead_lettered") == 0
+        assert await dead_letters(bus) == []
+        assert _value(consumer.paused, "c14", "42P01") == 1
+        # The failures before the fault was recognised as systemic are taken back too.
+        assert {count for count, _ in (await failure_counts(db, schema)).values()} <= {0}
+        target["table"] = "applied"  # the migration ran
+        await wait_for(lambda: _count_outcome(consumer, "applied", 20), timeout=30)
+        assert _value(consumer.paused, "c14", "42P01") == 0
+        await consumer.drain()
+    pauses = [line for line in logs if line["log_level"] == "error"]
+    assert [line["event"] for line in pauses] == [
+        "consumer paused: events keep failing the same way"
+    ]
+    assert pauses[0]["reason"] == "42P01"
+    assert sorted(r[2] for r in await applied(db, schema)) == list(range(20))
+    assert await failure_counts(db, schema) == {}
+    await bus.close()
+
+
+def _value(metric, *labels: str) -> float:
+    return metric.labels(*labels)._value.get()
+
+
+async def test_distinct_events_failing_the_same_way_among_good_ones_are_still_dead_lettered(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tg", n) for n in range(12)]
+    poison = {events[n].id for n in (2, 5, 8)}  # the same bug, each time between good events
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c15", handler=recorder(schema, poison), options=FAST
+    )
+    await consumer.start()
+    await publish(bus, events)
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 3), timeout=30)
+    await consumer.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == [
+        n for n in range(12) if n not in (2, 5, 8)
+    ]
+    assert {orjson.loads(m.data)["id"] for m in await dead_letters(bus)} == poison
     await bus.close()

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import (
     AsyncAdapt_asyncpg_dbapi,
 )
 
-from saas.common.events.faults import fault_of, is_outage, sqlstate
+from saas.common.events.faults import FailureStreak, Fault, fault_of, is_outage, sqlstate
 
 DBAPI = AsyncAdapt_asyncpg_dbapi(asyncpg)
 
@@ -129,11 +129,19 @@ def test_the_sqlstate_is_found_through_the_chain():
     assert sqlstate(ValueError("x")) is None
 
 
-def test_the_same_sqlstate_is_the_same_fault_whatever_the_message():
-    a = fault_of(through_sqlalchemy(asyncpg.exceptions.InsufficientPrivilegeError("for table a")))
-    b = fault_of(inside_a_handler(asyncpg.exceptions.InsufficientPrivilegeError("for table b")))
+def test_the_same_database_error_is_the_same_fault_whatever_the_statement_s_parameters():
+    def insert_failing(error: Exception, params: dict) -> Exception:
+        wrapped = through_sqlalchemy(error)
+        wrapped.params = params  # SQLAlchemy shows them in its own message
+        return wrapped
+
+    denied = asyncpg.exceptions.InsufficientPrivilegeError
+    a = fault_of(insert_failing(denied("permission denied for table events"), {"t": "acme"}))
+    b = fault_of(insert_failing(denied("permission denied for table events"), {"t": "beta"}))
+    c = fault_of(insert_failing(denied("permission denied for table chain"), {"t": "acme"}))
     assert a == b
-    assert a.reason == "42501"
+    assert a.reason == c.reason == "42501"
+    assert a != c
 
 
 def test_messages_differing_only_in_ids_and_numbers_are_the_same_fault():
@@ -143,3 +151,62 @@ def test_messages_differing_only_in_ids_and_numbers_are_the_same_fault():
     assert a.reason == "ValueError"
     assert fault_of(KeyError("slug")) != fault_of(KeyError("name"))
     assert fault_of(KeyError("slug")) != fault_of(LookupError("slug"))
+
+
+# -- systemic faults: every event failing the same way ----------------------------------------
+DENIED = Fault("42501", "42501: permission denied for table events")
+MISSING = Fault("42P01", 'relation "audit.events" does not exist')
+BUG = Fault("KeyError", "KeyError: 'slug'")
+
+
+def test_distinct_events_failing_the_same_way_in_a_row_are_systemic():
+    streak = FailureStreak(threshold=3)
+    assert [streak.failed(e, DENIED) for e in ("a", "b", "c", "d")] == [False, False, True, True]
+    assert streak.paused_by == DENIED
+    assert streak.events[:3] == ["a", "b", "c"]
+
+
+def test_one_event_failing_again_and_again_is_never_systemic():
+    streak = FailureStreak(threshold=3)
+    assert not any(streak.failed("poison", BUG) for _ in range(10))
+    assert streak.paused_by is None
+
+
+def test_a_poison_event_among_good_ones_is_never_systemic():
+    streak = FailureStreak(threshold=3)
+    for poison in ("p1", "p2", "p3", "p4"):
+        assert not streak.failed(poison, BUG)
+        assert streak.succeeded() is None
+
+
+def test_different_faults_in_a_row_are_not_one_streak():
+    streak = FailureStreak(threshold=3)
+    assert not any(streak.failed(e, f) for e, f in [("a", DENIED), ("b", MISSING), ("c", DENIED)])
+
+
+def test_a_fault_seen_with_events_applied_around_it_is_never_systemic():
+    streak = FailureStreak(threshold=3)
+    streak.failed("p1", BUG)
+    streak.succeeded()  # good events went through between the bad ones
+    # The bad ones come back together when their redelivery delays end: still theirs to count.
+    assert not any(streak.failed(e, BUG) for e in ("p1", "p2", "p3", "p4"))
+
+
+def test_an_applied_event_ends_the_pause_and_a_systemic_fault_stays_recognisable():
+    streak = FailureStreak(threshold=2)
+    streak.failed("a", DENIED)
+    assert streak.failed("b", DENIED)
+    assert streak.succeeded() == DENIED
+    assert streak.paused_by is None
+    # The grant is revoked again later: systemic again, not taken for a bug of some events.
+    streak.failed("c", DENIED)
+    assert streak.failed("d", DENIED)
+
+
+def test_while_paused_another_fault_is_the_event_s_own():
+    streak = FailureStreak(threshold=2)
+    streak.failed("a", DENIED)
+    streak.failed("b", DENIED)
+    assert not streak.failed("c", BUG)
+    assert streak.failed("d", DENIED)
+    assert streak.paused_by == DENIED

@@ -11,11 +11,15 @@
 - Real failures are counted per event in the service's `consumer_failures` table, in a short
   transaction of their own: the count survives restarts and is shared by replicas, and
   redeliveries caused by an outage (see `faults`) never add to it.
+- When distinct events keep failing the same way (a revoked grant, a migration that did not
+  run), the fault is the system's: the consumer pauses with backoff, counting and dead-lettering
+  nothing, until an event is applied again (`consumer_paused{reason}` says why meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +35,7 @@ from saas.common.bus import Bus
 from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, NewerVersion, parse_event
-from saas.common.events.faults import is_outage
+from saas.common.events.faults import FailureStreak, Fault, fault_of, is_outage
 from saas.common.events.pull import BatchPuller
 from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM, ensure_streams
 from saas.common.lifecycle import backoff
@@ -64,6 +68,9 @@ class ConsumerOptions:
     ack_wait: float = 30.0
     fetch_timeout: float = 1.0
     pause_max: float = 5.0  # longest pause while NATS or the database is away
+    # This many distinct events in a row failing the same way make a systemic fault...
+    systemic_after: int = 3
+    systemic_pause_max: float = 60.0  # ...and the consumer pauses up to this long between tries
     # An event newer than this code is handed back for this long: an upgraded replica takes it.
     defer_delay: float = 60.0
     # Processed ids are kept as long as the stream keeps events: past that nothing can come again.
@@ -140,6 +147,10 @@ class EventConsumer(Component):
             "SET failures = f.failures + 1, last_error = EXCLUDED.last_error, updated_at = now() "
             "RETURNING failures"
         )
+        self._forgive_failures = text(
+            f"UPDATE {s}.consumer_failures SET failures = failures - 1 "  # noqa: S608 - service's own schema
+            "WHERE consumer = :consumer AND event_id = ANY(CAST(:ids AS uuid[])) AND failures > 0"
+        )
         self._forget_failures = text(
             f"DELETE FROM {s}.consumer_failures "  # noqa: S608 - service's own schema
             "WHERE consumer = :consumer AND event_id = ANY(CAST(:ids AS uuid[]))"
@@ -154,8 +165,12 @@ class EventConsumer(Component):
                 ("consumer_failures", "updated_at"),  # left behind by a crash, say
             )
         ]
-        self._stopping = False
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._streak = FailureStreak(self.options.systemic_after)
+        self._pauses = 0  # tries in a row that found the systemic fault still there
+        self._paused_since = 0.0
+        self._shown_pause: str | None = None
         self._puller: BatchPuller | None = None
         m = metrics or Metrics()
         self.events = m.counter(
@@ -169,6 +184,11 @@ class EventConsumer(Component):
         )
         self.lag = m.gauge(
             "consumer_pending", "Events in the stream not yet acknowledged", ("consumer",)
+        )
+        self.paused = m.gauge(
+            "consumer_paused",
+            "1 while paused: by an outage, or by the fault (SQLSTATE or exception) every event hits",
+            ("consumer", "reason"),
         )
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -193,7 +213,7 @@ class EventConsumer(Component):
         if self.streams is not None:
             await ensure_streams(self.bus.js, self.streams)
         await self.subscribe()
-        self._stopping = False
+        self._stop.clear()
         self._task = asyncio.create_task(self.run(), name=self.name)
 
     @property
@@ -203,7 +223,7 @@ class EventConsumer(Component):
 
     async def drain(self) -> None:
         """Finish the batch in hand, acknowledge it, and stop fetching."""
-        self._stopping = True
+        self._stop.set()
         if self._task is not None:
             await self._task
         if self._puller is not None:
@@ -213,33 +233,61 @@ class EventConsumer(Component):
         if self._puller is None:
             await self.subscribe()
         assert self._puller is not None
-        failures = 0
+        outages = 0
         last_lag = last_prune = 0.0
-        while not self._stopping:
+        while not self._stop.is_set():
             try:
                 msgs = await self._puller.fetch(self.options.batch_size, self.options.fetch_timeout)
             except Exception as exc:  # NATS down or reconnecting
-                failures += 1
+                outages += 1
+                self._show_pause("outage")
                 log.warning("consumer fetch failed", consumer=self.durable, error=repr(exc))
-                await asyncio.sleep(backoff(failures, first=0.2, cap=self.options.pause_max))
+                await self._rest(backoff(outages, first=0.2, cap=self.options.pause_max))
                 continue
             if msgs:
                 try:
                     await self.process(msgs)
                 except Exception as exc:  # an outage mid-batch: what was not acked comes back
-                    failures += 1
+                    outages += 1
+                    self._show_pause("outage")
                     log.warning(
                         "consumer batch interrupted", consumer=self.durable, error=repr(exc)
                     )
-                    await asyncio.sleep(backoff(failures, first=0.2, cap=self.options.pause_max))
+                    await self._rest(backoff(outages, first=0.2, cap=self.options.pause_max))
                     continue
-            failures = 0
+            outages = 0
+            paused_by = self._streak.paused_by
+            self._show_pause(paused_by.reason if paused_by else None)
+            if paused_by is not None:
+                await self._rest(self._pause_delay())
+                self._pauses += 1
+            else:
+                self._pauses = 0
             if time.monotonic() - last_lag > 2.0:
                 await self._measure_lag()
                 last_lag = time.monotonic()
             if time.monotonic() - last_prune > 600.0:
                 await self.prune_processed()
                 last_prune = time.monotonic()
+
+    async def _rest(self, seconds: float) -> None:
+        """Sleep, unless `drain` asks the loop to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    def _pause_delay(self) -> float:
+        """How long a systemic pause lasts: doubling with every try that fails the same way."""
+        o = self.options
+        return backoff(self._pauses + 1, first=o.backoff[0], cap=o.systemic_pause_max)
+
+    def _show_pause(self, reason: str | None) -> None:
+        if reason == self._shown_pause:
+            return
+        if self._shown_pause is not None:
+            self.paused.labels(self.durable, self._shown_pause).set(0)
+        if reason is not None:
+            self.paused.labels(self.durable, reason).set(1)
+        self._shown_pause = reason
 
     async def prune_processed(self) -> None:
         try:
@@ -307,6 +355,13 @@ class EventConsumer(Component):
         # Committed: only now may the server forget these messages.
         for msg, _ in items:
             await msg.ack()
+        if fresh and (resumed := self._streak.succeeded()) is not None:
+            log.info(
+                "consumer resumed: events apply again",
+                consumer=self.durable,
+                reason=resumed.reason,
+                paused_seconds=round(time.monotonic() - self._paused_since, 1),
+            )
         self.events.labels(self.durable, "applied").inc(len(fresh))
         if len(items) > len(fresh):
             self.events.labels(self.durable, "duplicate").inc(len(items) - len(fresh))
@@ -340,9 +395,17 @@ class EventConsumer(Component):
         return None
 
     async def _failed(self, item: tuple[Msg, EventEnvelope], exc: Exception) -> None:
-        """The handler failed on this event for real: count it, and give up at `max_deliveries`."""
+        """The handler failed on this event for real: count it, and give up at `max_deliveries`,
+        unless every event fails this way."""
         msg, envelope = item
         self.failures.labels(self.durable).inc()
+        fault, paused_by = fault_of(exc), self._streak.paused_by
+        if self._streak.failed(envelope.id, fault):
+            if self._streak.paused_by is not paused_by:
+                await self._pause(fault, exc, [e for e in self._streak.events if e != envelope.id])
+            await msg.nak(delay=self._pause_delay())
+            self.events.labels(self.durable, "paused").inc()
+            return
         failures = await self._count(envelope, exc)
         with log_context(correlation_id=envelope.correlation_id, tenant_id=envelope.tenant_id):
             log.warning(
@@ -360,6 +423,23 @@ class EventConsumer(Component):
             backoff = self.options.backoff
             await msg.nak(delay=backoff[min(failures, len(backoff)) - 1])
             self.events.labels(self.durable, "retried").inc()
+
+    async def _pause(self, fault: Fault, exc: Exception, counted: list[str]) -> None:
+        """A systemic fault: said once, and the failures it caused before it was recognised are
+        taken back from the events' counts."""
+        log.error(
+            "consumer paused: events keep failing the same way",
+            consumer=self.durable,
+            reason=fault.reason,
+            error=repr(exc),
+            events=len(counted) + 1,
+        )
+        self._paused_since = time.monotonic()
+        async with self.db.session() as session:
+            await session.execute(
+                self._forgive_failures,
+                {"consumer": self.durable, "ids": [uuid.UUID(i) for i in counted]},
+            )
 
     async def _count(self, envelope: EventEnvelope, exc: Exception) -> int:
         """One more real failure of this event, committed at once (the handler's transaction was

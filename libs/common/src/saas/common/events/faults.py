@@ -67,10 +67,15 @@ def is_outage(exc: BaseException) -> bool:
 
 def sqlstate(exc: BaseException) -> str | None:
     """The first SQLSTATE in the exception's chain (asyncpg's and the dialect's `sqlstate`)."""
+    link = _database_error(exc)
+    return None if link is None else link.sqlstate  # type: ignore[attr-defined]
+
+
+def _database_error(exc: BaseException) -> BaseException | None:
     for e in _chain(exc):
         code = getattr(e, "sqlstate", None)
         if isinstance(code, str) and len(code) == 5:
-            return code
+            return e
     return None
 
 
@@ -79,15 +84,14 @@ class Fault:
     """How a handler failed, to tell when distinct events keep failing the same way."""
 
     reason: str  # a SQLSTATE or an exception type: few values, fit for a metric label
-    signature: str  # the reason and, without a SQLSTATE, the message's shape
+    signature: str  # the reason and the shape of its message
 
 
 def fault_of(exc: BaseException) -> Fault:
-    code = sqlstate(exc)
-    if code is not None:
-        return Fault(code, code)
-    name = type(exc).__name__
-    return Fault(name, f"{name}: {_shape(str(exc))}")
+    # The database's own message, not SQLAlchemy's, which adds the statement's parameters.
+    link = _database_error(exc)
+    reason = type(exc).__name__ if link is None else link.sqlstate  # type: ignore[attr-defined]
+    return Fault(reason, f"{reason}: {_shape(str(link or exc))}")
 
 
 # Ids and numbers differ from event to event; the rest of a message says what went wrong.
@@ -113,3 +117,50 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         yield e
         linked = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
         todo.extend((linked, getattr(e, "orig", None)))  # `orig` first: popped last-in
+
+
+class FailureStreak:
+    """Tells a systemic fault (a revoked grant, a migration that did not run: every event fails
+    the same way) from events failing on their own.
+
+    `threshold` distinct events in a row failing the same way, with none applied in between,
+    make the fault systemic: the consumer pauses until an event is applied again. A fault that
+    has been seen before with events applied around it is a bug some events hit, never
+    systemic: dead-lettering is for those, also when they come back one after another.
+    """
+
+    def __init__(self, threshold: int, memory: int = 100) -> None:
+        self.threshold = threshold
+        self.paused_by: Fault | None = None
+        self._signature: str | None = None
+        self._events: list[str] = []  # distinct, oldest first
+        self._some_events_only: dict[str, None] = {}  # ordered, bounded by `memory`
+        self._memory = memory
+
+    @property
+    def events(self) -> list[str]:
+        """The events of the current streak."""
+        return list(self._events)
+
+    def failed(self, event_id: str, fault: Fault) -> bool:
+        """Whether this failure is systemic, and so not the event's to count."""
+        if self.paused_by is not None and fault.signature == self.paused_by.signature:
+            return True
+        if fault.signature != self._signature:
+            self._signature, self._events = fault.signature, []
+        if event_id not in self._events:
+            self._events.append(event_id)
+        if len(self._events) >= self.threshold and fault.signature not in self._some_events_only:
+            self.paused_by = fault
+            return True
+        return False
+
+    def succeeded(self) -> Fault | None:
+        """Events were applied: the streak, and a pause, are over. Returns what had paused."""
+        paused_by = self.paused_by
+        if paused_by is None and self._signature is not None:
+            self._some_events_only[self._signature] = None
+            if len(self._some_events_only) > self._memory:
+                del self._some_events_only[next(iter(self._some_events_only))]
+        self.paused_by, self._signature, self._events = None, None, []
+        return paused_by
