@@ -612,3 +612,78 @@ async def test_distinct_events_failing_the_same_way_among_good_ones_are_still_de
     ]
     assert {orjson.loads(m.data)["id"] for m in await dead_letters(bus)} == poison
     await bus.close()
+
+
+async def test_a_deleted_durable_is_recreated_and_the_consumer_carries_on(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c16", handler=recorder(schema), options=FAST
+    )
+    await consumer.start()
+    await publish(bus, [project_event("td", n) for n in range(10)])
+    await wait_for(lambda: _count_outcome(consumer, "applied", 10))
+    await bus.js.delete_consumer("EVENTS", "c16")  # by an operator, or a stream restored
+    await publish(bus, [project_event("td", n) for n in range(10, 20)])
+    await wait_for(lambda: _count_outcome(consumer, "applied", 20), timeout=20)
+    await consumer.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == list(range(20))
+    await bus.close()
+
+
+async def test_lag_that_cannot_be_measured_is_counted_and_a_missing_durable_recreated(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c17", handler=recorder(schema), options=FAST
+    )
+    await consumer.subscribe()
+    await bus.js.delete_consumer("EVENTS", "c17")
+    await consumer.measure_lag()
+    assert _value(consumer.lag_errors, "c17") == 1
+    assert (await bus.js.consumer_info("EVENTS", "c17")).config.durable_name == "c17"
+    await consumer.measure_lag()
+    assert _value(consumer.lag_errors, "c17") == 1
+    await bus.close()
+
+
+async def test_at_drain_events_received_but_not_yet_processed_go_to_another_replica_at_once(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tq", n) for n in range(30)]
+    in_handler, release = asyncio.Event(), asyncio.Event()
+    apply = recorder(schema)
+
+    async def held(session, batch):
+        in_handler.set()
+        await release.wait()
+        await apply(session, batch)
+
+    # A long ack wait: what the draining replica kept would otherwise wait that long.
+    options = replace(FAST, batch_size=10, ack_wait=30.0, fetch_timeout=5.0)
+    first = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c18", handler=held, options=options
+    )
+    await first.start()
+    await asyncio.sleep(0.3)  # idle: a long poll is open
+    await publish(bus, events)
+    await in_handler.wait()
+    await asyncio.sleep(0.3)  # the rest of the long poll's messages arrive meanwhile
+    assert first._puller is not None and first._puller.buffered > 0
+    draining = asyncio.create_task(first.drain())
+    release.set()
+    await draining
+
+    second = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c18", handler=recorder(schema), options=options
+    )
+    await second.start()
+
+    async def all_applied() -> bool:
+        return len(await applied(db, schema)) == 30
+
+    await wait_for(all_applied, timeout=10)
+    await second.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == list(range(30))
+    await bus.close()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +37,7 @@ from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, NewerVersion, parse_event
 from saas.common.events.faults import FailureStreak, Fault, fault_of, is_outage
-from saas.common.events.pull import BatchPuller
+from saas.common.events.pull import BatchPuller, ConsumerGone
 from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM, ensure_streams
 from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger, log_context
@@ -185,6 +186,11 @@ class EventConsumer(Component):
         self.lag = m.gauge(
             "consumer_pending", "Events in the stream not yet acknowledged", ("consumer",)
         )
+        self.lag_errors = m.counter(
+            "consumer_lag_errors_total",
+            "Failures to measure consumer_pending, which is stale meanwhile",
+            ("consumer",),
+        )
         self.paused = m.gauge(
             "consumer_paused",
             "1 while paused: by an outage, or by the fault (SQLSTATE or exception) every event hits",
@@ -193,6 +199,13 @@ class EventConsumer(Component):
 
     # -- set-up ---------------------------------------------------------------------------------
     async def subscribe(self) -> None:
+        await self.declare()
+        self._puller = BatchPuller(self.bus.nc, EVENTS_STREAM, self.durable)
+        await self._puller.start()
+
+    async def declare(self) -> None:
+        """Create the durable, or update it in place. A durable declared again after it was
+        deleted starts from the stream's first event: the processed ids drop what was applied."""
         o = self.options
         config = ConsumerConfig(
             durable_name=self.durable,
@@ -204,9 +217,7 @@ class EventConsumer(Component):
             max_ack_pending=o.batch_size * 10,
             filter_subjects=self.subjects,
         )
-        await self.bus.js.add_consumer(EVENTS_STREAM, config)  # creates, or updates in place
-        self._puller = BatchPuller(self.bus.nc, EVENTS_STREAM, self.durable)
-        await self._puller.start()
+        await self.bus.js.add_consumer(EVENTS_STREAM, config)
 
     # -- the loop -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -237,7 +248,7 @@ class EventConsumer(Component):
         last_lag = last_prune = 0.0
         while not self._stop.is_set():
             try:
-                msgs = await self._puller.fetch(self.options.batch_size, self.options.fetch_timeout)
+                msgs = await self._fetch(self._puller)
             except Exception as exc:  # NATS down or reconnecting
                 outages += 1
                 self._show_pause("outage")
@@ -264,11 +275,19 @@ class EventConsumer(Component):
             else:
                 self._pauses = 0
             if time.monotonic() - last_lag > 2.0:
-                await self._measure_lag()
+                await self.measure_lag()
                 last_lag = time.monotonic()
             if time.monotonic() - last_prune > 600.0:
                 await self.prune_processed()
                 last_prune = time.monotonic()
+
+    async def _fetch(self, puller: BatchPuller) -> list[Msg]:
+        try:
+            return await puller.fetch(self.options.batch_size, self.options.fetch_timeout)
+        except ConsumerGone:
+            log.warning("durable consumer is gone; declaring it again", consumer=self.durable)
+            await self.declare()
+            return []
 
     async def _rest(self, seconds: float) -> None:
         """Sleep, unless `drain` asks the loop to stop."""
@@ -299,12 +318,19 @@ class EventConsumer(Component):
         except Exception as exc:  # housekeeping must never stop the consumer
             log.warning("pruning processed events failed", consumer=self.durable, error=repr(exc))
 
-    async def _measure_lag(self) -> None:
+    async def measure_lag(self) -> None:
+        """Set `consumer_pending`; a failure is counted, so that a stale gauge shows. Metrics
+        never stop the consumer, but a durable found missing here is declared again."""
         try:
             info = await self.bus.js.consumer_info(EVENTS_STREAM, self.durable)
-            self.lag.labels(self.durable).set(info.num_pending + info.num_ack_pending)
-        except Exception:  # metrics must never stop the consumer
-            pass
+        except Exception as exc:
+            self.lag_errors.labels(self.durable).inc()
+            log.warning("measuring consumer lag failed", consumer=self.durable, error=repr(exc))
+            if isinstance(exc, NotFoundError):
+                with contextlib.suppress(Exception):  # the fetch loop notices it too
+                    await self.declare()
+            return
+        self.lag.labels(self.durable).set(info.num_pending + info.num_ack_pending)
 
     # -- one batch ----------------------------------------------------------------------------
     async def process(self, msgs: list[Msg]) -> None:
