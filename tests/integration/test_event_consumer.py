@@ -297,6 +297,7 @@ async def test_dead_letters_are_listed_and_replayed_once_fixed(db, schema, nats_
 
     listing = await asyncio.to_thread(_saas, nats_server.url, "list", "--consumer", "c7")
     assert "handler_failed" in listing and "project.created" in listing and "c7" in listing
+    assert f"failures={FAST.max_deliveries}" in listing
     assert "no dead letters" in await asyncio.to_thread(
         _saas, nats_server.url, "list", "--consumer", "other"
     )
