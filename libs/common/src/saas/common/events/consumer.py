@@ -360,6 +360,8 @@ class EventConsumer(Component):
             "consumer paused by an outage", consumer=self.durable, error=repr(exc), size=len(items)
         )
         for msg, _ in items:
+            if msg.is_acked:  # settled before the outage struck
+                continue
             try:
                 await msg.nak(delay=self.options.backoff[0])
             except Exception:  # NATS itself is away: the server redelivers after ack_wait anyway
@@ -443,8 +445,9 @@ class EventConsumer(Component):
                 error=repr(exc),
             )
         if failures >= self.options.max_deliveries:
-            await self.dead_letter(msg, "handler_failed", repr(exc), failures=failures)
+            # Forgotten first: should the dead-lettering fail, the event is retried, not lost.
             await self._forget([envelope.id])
+            await self.dead_letter(msg, "handler_failed", repr(exc), failures=failures)
         else:
             backoff = self.options.backoff
             await msg.nak(delay=backoff[min(failures, len(backoff)) - 1])
