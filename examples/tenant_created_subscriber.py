@@ -25,7 +25,7 @@ import nats
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from saas.common.events import InvalidEvent, parse_event
+from saas.common.events import InvalidEvent, NewerVersion, parse_event
 from saas.common.events.catalogue import TenantCreated
 
 STREAM = "EVENTS"
@@ -90,6 +90,9 @@ async def run(nats_url: str, consumer: str, state: Path) -> None:
         for msg in msgs:
             try:
                 event = parse_event(msg.data)
+            except NewerVersion:
+                await msg.nak(delay=60)  # written by newer code: upgrade saas-common to read it
+                continue
             except InvalidEvent as exc:
                 print(f"skipping invalid event: {exc.reason}: {exc}", flush=True)
                 await msg.term()

@@ -8,15 +8,19 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 
 import orjson
 import pytest
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from saas.common.db import Database
 from saas.common.events import EventEnvelope
+from saas.common.events.catalogue import CATALOGUE, EventType, Payload
 from saas.common.events.consumer import HEADER_DL_REASON, ConsumerOptions, EventConsumer
 from saas.common.events.stream import DEADLETTER_STREAM
+from saas.common.settings import DatabaseSettings
 from tests.support.events import connect, project_event, scratch_schema
 
 FAST = ConsumerOptions(
@@ -26,6 +30,7 @@ FAST = ConsumerOptions(
     ack_wait=1.0,
     fetch_timeout=0.2,
     pause_max=0.5,
+    systemic_pause_max=1.0,
 )
 
 
@@ -292,6 +297,7 @@ async def test_dead_letters_are_listed_and_replayed_once_fixed(db, schema, nats_
 
     listing = await asyncio.to_thread(_saas, nats_server.url, "list", "--consumer", "c7")
     assert "handler_failed" in listing and "project.created" in listing and "c7" in listing
+    assert f"failures={FAST.max_deliveries}" in listing
     assert "no dead letters" in await asyncio.to_thread(
         _saas, nats_server.url, "list", "--consumer", "other"
     )
@@ -332,4 +338,353 @@ async def test_an_outage_pauses_the_consumer_and_dead_letters_nothing(db, schema
     assert outage["calls"] > 8
     assert consumer.events.labels("c8", "dead_lettered")._value.get() == 0
     assert await dead_letters(bus) == []
+    await bus.close()
+
+
+async def test_an_event_with_a_nul_character_is_dead_lettered_and_the_rest_are_applied(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    before, after = project_event("tn", 0), [project_event("tn", n) for n in (1, 2)]
+    doc = orjson.loads(before.to_bytes())
+    nul = {**doc, "id": str(uuid.uuid4()), "data": {**doc["data"], "name": "evil\x00name"}}
+    await publish(bus, [before])
+    await bus.js.publish("project.created", orjson.dumps(nul), headers={"Nats-Msg-Id": nul["id"]})
+    await publish(bus, after)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c9", handler=recorder(schema), options=FAST
+    )
+    await consumer.start()
+    await wait_for(lambda: _count_outcome(consumer, "applied", 3))
+    await consumer.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2]
+    (letter,) = await dead_letters(bus)
+    assert letter.headers[HEADER_DL_REASON] == "invalid_envelope"
+    assert orjson.loads(letter.data)["id"] == nul["id"]
+    await bus.close()
+
+
+class ProjectCreatedV2(Payload):
+    tenant_id: str
+    project_id: str
+    name: str
+    description: str
+
+
+class ProjectCreatedV3(ProjectCreatedV2):
+    colour: str
+
+
+def _v1_to_v2(data: dict) -> dict:
+    return {**data, "description": ""}
+
+
+def _v2_to_v3(data: dict) -> dict:
+    return {**data, "colour": "grey"}
+
+
+def _reader_of(version: int, model, upcasters: dict) -> EventType:
+    """`project.created` as code that reads `version` declares it."""
+    return EventType("project.created", version, model, "tenancy", "A project.", upcasters)
+
+
+async def test_in_a_rolling_deploy_old_events_are_upcast_and_newer_ones_wait_for_newer_code(
+    db, schema, nats_server, monkeypatch
+):
+    bus = await connect(nats_server.url)
+    v1 = [project_event("tv", n) for n in (0, 1, 3)]  # written by code still on version 1
+    doc = orjson.loads(project_event("tv", 2).to_bytes())
+    v3 = {**doc, "dataversion": 3, "data": {**doc["data"], "description": "d", "colour": "red"}}
+    seen: list[tuple[int, int]] = []
+    apply = recorder(schema)
+
+    async def handler(session, batch):
+        seen.extend((int(e.data["project_id"].split(":")[1]), e.dataversion) for e in batch)
+        await apply(session, batch)
+
+    monkeypatch.setitem(
+        CATALOGUE, "project.created", _reader_of(2, ProjectCreatedV2, {1: _v1_to_v2})
+    )
+    await publish(bus, v1[:2])
+    await bus.js.publish("project.created", orjson.dumps(v3), headers={"Nats-Msg-Id": v3["id"]})
+    await publish(bus, v1[2:])
+    options = replace(FAST, defer_delay=0.3)
+    on_v2 = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c10", handler=handler, options=options
+    )
+    await on_v2.start()
+    await wait_for(lambda: _count_outcome(on_v2, "applied", 3))
+    await wait_for(lambda: _count_outcome(on_v2, "deferred", 2))  # handed back, and again
+    await on_v2.drain()
+    assert sorted(seen) == [(0, 2), (1, 2), (3, 2)]
+
+    monkeypatch.setitem(
+        CATALOGUE,
+        "project.created",
+        _reader_of(3, ProjectCreatedV3, {1: _v1_to_v2, 2: _v2_to_v3}),
+    )
+    on_v3 = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c10", handler=handler, options=options
+    )
+    await on_v3.start()
+    await wait_for(lambda: _count_outcome(on_v3, "applied", 1))
+    await on_v3.drain()
+    assert sorted(seen) == [(0, 2), (1, 2), (2, 3), (3, 2)]
+    assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3]
+    assert await dead_letters(bus) == []
+    await bus.close()
+
+
+async def failure_counts(db: Database, schema: str) -> dict[str, tuple[int, str]]:
+    async with db.session() as session:
+        rows = await session.execute(
+            text(f'SELECT event_id, failures, last_error FROM "{schema}".consumer_failures')
+        )
+        return {str(r[0]): (r[1], r[2]) for r in rows}
+
+
+async def test_outage_redeliveries_never_count_towards_dead_lettering(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    events = [project_event("tf", n) for n in range(10)]
+    poison = events[4]
+    calls = {"outage": 0, "poison": 0}
+    apply = recorder(schema, {poison.id})
+
+    async def handler(session, batch):
+        if calls["outage"] < 8:  # the database is away for longer than max_deliveries allows
+            calls["outage"] += 1
+            raise ConnectionRefusedError("database is restarting")
+        calls["poison"] += any(e.id == poison.id for e in batch)
+        await apply(session, batch)
+
+    await publish(bus, events)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c11", handler=handler, options=FAST
+    )
+    await consumer.start()
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 1), timeout=30)
+    await consumer.drain()
+    (letter,) = await dead_letters(bus)
+    assert orjson.loads(letter.data)["id"] == poison.id
+    assert int(letter.headers["Saas-Deliveries"]) > FAST.max_deliveries  # outages redelivered it
+    # Its first real failure came in a batch (then alone): each event failure counted once.
+    assert calls["poison"] == FAST.max_deliveries + 1
+    assert letter.headers["Saas-Failures"] == str(FAST.max_deliveries)
+    assert sorted(r[2] for r in await applied(db, schema)) == [n for n in range(10) if n != 4]
+    assert await failure_counts(db, schema) == {}
+    await bus.close()
+
+
+async def test_failures_are_counted_in_the_database_across_replicas_and_forgotten_once_applied(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tc", n) for n in range(5)]
+    flaky = events[2]
+    broken = {flaky.id}
+    failed_twice = asyncio.Event()
+    failures = {"n": 0}
+    apply = recorder(schema, broken)
+
+    async def handler(session, batch):
+        try:
+            await apply(session, batch)
+        except ValueError:
+            failures["n"] += len(batch) == 1  # the event alone, after its batch failed
+            if failures["n"] == 2:
+                failed_twice.set()
+            raise
+
+    options = replace(FAST, backoff=(0.5,))
+    first = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c12", handler=handler, options=options
+    )
+    await first.start()
+    await publish(bus, events)
+    await asyncio.wait_for(failed_twice.wait(), 15)
+    await first.drain()
+    ((count, last_error),) = (await failure_counts(db, schema)).values()
+    assert count == 2 and "cannot apply" in last_error
+
+    broken.clear()  # fixed; another replica takes over
+    second = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c12", handler=handler, options=options
+    )
+    await second.start()
+    await wait_for(lambda: _count_outcome(second, "applied", 1))
+    await second.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3, 4]
+    assert await failure_counts(db, schema) == {}
+    await bus.close()
+
+
+async def test_the_audit_role_may_count_and_forget_failures_in_its_schema(stack, nats_server):
+    writer = Database.from_settings(DatabaseSettings.load(database_role="audit_writer"))
+    bus = await connect(nats_server.url)
+    events = [project_event("tw", n) for n in range(4)]
+    poison = events[1]
+
+    async def handler(session, batch):
+        if any(e.id == poison.id for e in batch):
+            raise ValueError("cannot audit this")
+
+    durable = f"audit-role-{uuid.uuid4().hex[:6]}"
+    consumer = EventConsumer(
+        bus=bus, db=writer, schema="audit", durable=durable, handler=handler, options=FAST
+    )
+    await consumer.start()
+    await publish(bus, events)
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 1))
+    await wait_for(lambda: _count_outcome(consumer, "applied", 3))
+    await consumer.drain()
+    async with writer.session() as session:
+        left = await session.execute(
+            text("SELECT count(*) FROM audit.consumer_failures WHERE consumer = :c"), {"c": durable}
+        )
+        assert left.scalar_one() == 0
+    await writer.dispose()
+    await bus.close()
+
+
+async def test_when_every_event_fails_the_same_way_the_consumer_pauses_instead_of_dead_lettering(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("ts", n) for n in range(20)]
+    # A migration that did not run: the handler's table is missing, for every event alike.
+    target = {"table": "applied_by_a_migration_that_did_not_run"}
+
+    async def handler(session, batch):
+        for e in batch:
+            await session.execute(
+                text(f'INSERT INTO "{schema}".{target["table"]} VALUES (:id, :tenant, :n)'),
+                {
+                    "id": uuid.UUID(e.id),
+                    "tenant": e.tenant_id,
+                    "n": int(e.data["project_id"].split(":")[1]),
+                },
+            )
+
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c14", handler=handler, options=FAST
+    )
+    with capture_logs() as logs:
+        await consumer.start()
+        await publish(bus, events)
+        await asyncio.sleep(3)  # many times what dead-lettering all of them would take
+        assert _value(consumer.events, "c14", "dead_lettered") == 0
+        assert await dead_letters(bus) == []
+        assert _value(consumer.paused, "c14", "42P01") == 1
+        # The failures before the fault was recognised as systemic are taken back too.
+        assert {count for count, _ in (await failure_counts(db, schema)).values()} <= {0}
+        target["table"] = "applied"  # the migration ran
+        await wait_for(lambda: _count_outcome(consumer, "applied", 20), timeout=30)
+        assert _value(consumer.paused, "c14", "42P01") == 0
+        await consumer.drain()
+    pauses = [line for line in logs if line["log_level"] == "error"]
+    assert [line["event"] for line in pauses] == [
+        "consumer paused: events keep failing the same way"
+    ]
+    assert pauses[0]["reason"] == "42P01"
+    assert sorted(r[2] for r in await applied(db, schema)) == list(range(20))
+    assert await failure_counts(db, schema) == {}
+    await bus.close()
+
+
+def _value(metric, *labels: str) -> float:
+    return metric.labels(*labels)._value.get()
+
+
+async def test_distinct_events_failing_the_same_way_among_good_ones_are_still_dead_lettered(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tg", n) for n in range(12)]
+    poison = {events[n].id for n in (2, 5, 8)}  # the same bug, each time between good events
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c15", handler=recorder(schema, poison), options=FAST
+    )
+    await consumer.start()
+    await publish(bus, events)
+    await wait_for(lambda: _count_outcome(consumer, "dead_lettered", 3), timeout=30)
+    await consumer.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == [
+        n for n in range(12) if n not in (2, 5, 8)
+    ]
+    assert {orjson.loads(m.data)["id"] for m in await dead_letters(bus)} == poison
+    await bus.close()
+
+
+async def test_a_deleted_durable_is_recreated_and_the_consumer_carries_on(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c16", handler=recorder(schema), options=FAST
+    )
+    await consumer.start()
+    await publish(bus, [project_event("td", n) for n in range(10)])
+    await wait_for(lambda: _count_outcome(consumer, "applied", 10))
+    await bus.js.delete_consumer("EVENTS", "c16")  # by an operator, or a stream restored
+    await publish(bus, [project_event("td", n) for n in range(10, 20)])
+    await wait_for(lambda: _count_outcome(consumer, "applied", 20), timeout=20)
+    await consumer.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == list(range(20))
+    await bus.close()
+
+
+async def test_lag_that_cannot_be_measured_is_counted_and_a_missing_durable_recreated(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c17", handler=recorder(schema), options=FAST
+    )
+    await consumer.subscribe()
+    await bus.js.delete_consumer("EVENTS", "c17")
+    await consumer.measure_lag()
+    assert _value(consumer.lag_errors, "c17") == 1
+    assert (await bus.js.consumer_info("EVENTS", "c17")).config.durable_name == "c17"
+    await consumer.measure_lag()
+    assert _value(consumer.lag_errors, "c17") == 1
+    await bus.close()
+
+
+async def test_at_drain_events_received_but_not_yet_processed_go_to_another_replica_at_once(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tq", n) for n in range(30)]
+    in_handler, release = asyncio.Event(), asyncio.Event()
+    apply = recorder(schema)
+
+    async def held(session, batch):
+        in_handler.set()
+        await release.wait()
+        await apply(session, batch)
+
+    # A long ack wait: what the draining replica kept would otherwise wait that long.
+    options = replace(FAST, batch_size=10, ack_wait=30.0, fetch_timeout=5.0)
+    first = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c18", handler=held, options=options
+    )
+    await first.start()
+    await asyncio.sleep(0.3)  # idle: a long poll is open
+    await publish(bus, events)
+    await in_handler.wait()
+    await asyncio.sleep(0.3)  # the rest of the long poll's messages arrive meanwhile
+    assert first._puller is not None and first._puller.buffered > 0
+    draining = asyncio.create_task(first.drain())
+    release.set()
+    await draining
+
+    second = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c18", handler=recorder(schema), options=options
+    )
+    await second.start()
+
+    async def all_applied() -> bool:
+        return len(await applied(db, schema)) == 30
+
+    await wait_for(all_applied, timeout=10)
+    await second.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == list(range(30))
     await bus.close()

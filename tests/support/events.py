@@ -18,7 +18,11 @@ from saas.common.events import Actor, EventEnvelope, new_event
 from saas.common.events.catalogue import ProjectCreated
 from saas.common.events.outbox import Outbox
 from saas.common.events.stream import apply_streams
-from saas.common.events.tables import create_outbox_v1, create_processed_v1
+from saas.common.events.tables import (
+    create_consumer_failures_v1,
+    create_outbox_v1,
+    create_processed_v1,
+)
 from saas.common.settings import EventSettings
 from saas.devstack.servers import EmbeddedStack, StackPorts
 
@@ -76,7 +80,8 @@ async def connect(url: str, name: str = "tests") -> Bus:
 
 
 async def scratch_schema(db: Database) -> str:
-    """A fresh schema with an outbox and processed_events, as a service's migrations make them."""
+    """A fresh schema with an outbox, processed_events and consumer_failures, as a service's
+    migrations make them."""
     schema = f"scratch_{uuid.uuid4().hex[:10]}"
     async with db.engine.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -85,6 +90,7 @@ async def scratch_schema(db: Database) -> str:
             op = Operations(MigrationContext.configure(sync_conn))
             create_outbox_v1(op, schema)
             create_processed_v1(op, schema)
+            create_consumer_failures_v1(op, schema)
 
         await conn.run_sync(ddl)
     return schema

@@ -67,8 +67,10 @@ def list_dead_letters(consumer: str | None) -> None:
     if not letters:
         click.echo("no dead letters")
     for d in letters:
+        failures = f"\tfailures={d.failures}" if d.failures else ""
         click.echo(
-            f"{d.seq}\t{d.consumer}\t{d.subject}\t{d.reason}\tdeliveries={d.deliveries}\t{d.detail[:120]}"
+            f"{d.seq}\t{d.consumer}\t{d.subject}\t{d.reason}\tdeliveries={d.deliveries}{failures}"
+            f"\t{d.detail[:120]}"
         )
 
 

@@ -5,6 +5,13 @@ changes state. One way to consume: `EventConsumer` with a handler that runs in t
 transaction.
 """
 
-from saas.common.events.envelope import Actor, EventEnvelope, InvalidEvent, new_event, parse_event
+from saas.common.events.envelope import (
+    Actor,
+    EventEnvelope,
+    InvalidEvent,
+    NewerVersion,
+    new_event,
+    parse_event,
+)
 
-__all__ = ["Actor", "EventEnvelope", "InvalidEvent", "new_event", "parse_event"]
+__all__ = ["Actor", "EventEnvelope", "InvalidEvent", "NewerVersion", "new_event", "parse_event"]

@@ -2,17 +2,29 @@
 
 The NATS subject of an event is its type. Adding an event: declare its payload model with
 `@event("thing.happened", version=1, owner="service", summary="...")`.
+
+Changing a payload: bump `version` and give an upcaster from the previous version,
+`upcasters={1: v1_to_v2}` (each one turns a version-n payload into a version n+1 one), so that
+during a rolling deploy the new code still reads what the old code writes. Events of a version
+newer than this code knows are not invalid: consumers hand them back for an upgraded replica.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 M = TypeVar("M", bound=type[BaseModel])
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns the payload of one version into the payload of the next."""
+
+
+class NoUpcaster(LookupError):
+    """No chain of upcasters leads from a version to the current one."""
 
 
 @dataclass(frozen=True)
@@ -22,16 +34,42 @@ class EventType:
     model: type[BaseModel]
     owner: str
     summary: str
+    upcasters: Mapping[int, Upcaster] = field(default_factory=dict)  # from version n to n + 1
+
+    def upcast(self, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        """A payload of an older `version` as one of the current version (not yet validated)."""
+        for step in range(version, self.version):
+            upcaster = self.upcasters.get(step)
+            if upcaster is None:
+                raise NoUpcaster(f"{self.type}: no upcaster from version {step}")
+            data = upcaster(data)
+        return data
 
 
 CATALOGUE: dict[str, EventType] = {}
 
 
-def event(type_: str, *, version: int, owner: str, summary: str) -> Callable[[M], M]:
+def event(
+    type_: str,
+    *,
+    version: int,
+    owner: str,
+    summary: str,
+    upcasters: Mapping[int, Upcaster] | None = None,
+) -> Callable[[M], M]:
+    upcasters = dict(upcasters or {})
+    # Steps must join up: from the oldest version still read, one at a time, to the current.
+    steps = sorted(upcasters)
+    if steps and (steps[0] < 1 or steps != list(range(steps[0], version))):
+        raise ValueError(
+            f"{type_}: upcasters must go from each older version (1 or more) to the next, "
+            f"up to {version}; got from {sorted(upcasters)}"
+        )
+
     def register(model: M) -> M:
         if type_ in CATALOGUE:
             raise ValueError(f"event type {type_!r} declared twice")
-        CATALOGUE[type_] = EventType(type_, version, model, owner, summary)
+        CATALOGUE[type_] = EventType(type_, version, model, owner, summary, upcasters)
         return model
 
     return register

@@ -18,6 +18,7 @@ from saas.common.events.consumer import (
     HEADER_DL_CONSUMER,
     HEADER_DL_DELIVERIES,
     HEADER_DL_DETAIL,
+    HEADER_DL_FAILURES,
     HEADER_DL_REASON,
     HEADER_DL_SEQUENCE,
     HEADER_DL_SUBJECT,
@@ -33,7 +34,8 @@ class DeadLetter:
     detail: str
     subject: str
     original_seq: str
-    deliveries: str
+    deliveries: str  # outages' redeliveries included
+    failures: str  # the handler's real failures, for those it gave up on
     data: bytes
 
 
@@ -62,6 +64,7 @@ async def dead_letters(
             subject=h.get(HEADER_DL_SUBJECT, ""),
             original_seq=h.get(HEADER_DL_SEQUENCE, ""),
             deliveries=h.get(HEADER_DL_DELIVERIES, ""),
+            failures=h.get(HEADER_DL_FAILURES, ""),
             data=raw.data or b"",
         )
         seq = raw.seq + 1

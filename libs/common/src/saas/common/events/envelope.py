@@ -15,9 +15,10 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    model_validator,
 )
 
-from saas.common.events.catalogue import CATALOGUE
+from saas.common.events.catalogue import CATALOGUE, NoUpcaster
 
 MAX_EVENT_BYTES = 64 * 1024
 SPECVERSION = "1.0"
@@ -29,6 +30,22 @@ class InvalidEvent(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class NewerVersion(InvalidEvent):
+    """An event written by newer code than this one: not broken, only not readable here yet.
+
+    Consumers hand it back for later, when an upgraded replica can apply it. It is an
+    `InvalidEvent` (reason `unsupported_version`) so that a reader unaware of versions refuses it
+    rather than applying what it cannot understand.
+    """
+
+    def __init__(self, type_: str, version: int, known: int) -> None:
+        super().__init__(
+            "unsupported_version", f"{type_} version {version} is newer than this code's {known}"
+        )
+        self.version = version
+        self.known = known
 
 
 class Actor(BaseModel):
@@ -50,6 +67,40 @@ def _canonical_uuid(value: str) -> str:
     return str(uuid.UUID(value))
 
 
+def has_nul(value: object) -> bool:
+    """Whether a NUL character is in any string of `value`, keys of nested dicts included.
+
+    PostgreSQL's TEXT and JSONB refuse NUL, so an event carrying one could never be recorded by
+    any consumer (an attacker could keep a failed login out of the audit log through the email
+    field): such an event is refused as a whole, at write time and at read time.
+    """
+    # Serialising is quick and writes NUL as \u0000; only then walk, since the same six
+    # characters also appear where a string holds a backslash followed by "u0000".
+    try:
+        serialised = orjson.dumps(value, default=_fields)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, say: no shortcut then
+        return _walk_has_nul(value)
+    return b"\\u0000" in serialised and _walk_has_nul(value)
+
+
+def _fields(model: object) -> dict[str, Any]:
+    if isinstance(model, BaseModel):
+        return model.__dict__
+    raise TypeError(type(model).__name__)
+
+
+def _walk_has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_walk_has_nul(k) or _walk_has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_walk_has_nul(v) for v in value)
+    if isinstance(value, BaseModel):
+        return any(_walk_has_nul(v) for v in value.__dict__.values())
+    return False
+
+
 EventId = Annotated[str, AfterValidator(_canonical_uuid)]
 
 
@@ -69,6 +120,14 @@ class EventEnvelope(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=200)
     data: dict[str, Any]
     _raw: bytes | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> EventEnvelope:
+        if has_nul(self):
+            raise ValueError(
+                "strings may not contain NUL characters (PostgreSQL cannot store them)"
+            )
+        return self
 
     def __eq__(self, other: object) -> bool:
         # Compare what the event says, not whether its wire form happens to be cached.
@@ -138,15 +197,26 @@ def parse_event(raw: bytes) -> EventEnvelope:
     spec = CATALOGUE.get(envelope.type)
     if spec is None:
         raise InvalidEvent("unknown_type", f"unknown event type {envelope.type!r}")
-    if envelope.dataversion != spec.version:
-        raise InvalidEvent(
-            "unsupported_version",
-            f"{envelope.type} version {envelope.dataversion} (this code reads {spec.version})",
-        )
+    if envelope.dataversion > spec.version:
+        raise NewerVersion(envelope.type, envelope.dataversion, spec.version)
+    data = envelope.data
+    if envelope.dataversion < spec.version:
+        try:
+            data = spec.upcast(envelope.dataversion, data)
+        except NoUpcaster as exc:
+            raise InvalidEvent("unsupported_version", str(exc)) from None
+        except (LookupError, TypeError, ValueError) as exc:  # old data the upcaster cannot read
+            raise InvalidEvent(
+                "invalid_payload",
+                f"{envelope.type} version {envelope.dataversion}: {type(exc).__name__}: {exc}",
+            ) from None
     try:
-        spec.model.model_validate(envelope.data)
+        spec.model.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent("invalid_payload", f"{envelope.type}: {_summary(exc)}") from None
+    if data is not envelope.data:
+        # Handlers see one shape per type: the current one.
+        envelope = envelope.model_copy(update={"data": data, "dataversion": spec.version})
     return envelope
 
 

@@ -1,4 +1,4 @@
-"""The outbox and processed-events tables every owning schema has.
+"""The outbox, processed-events and consumer-failures tables every owning schema has.
 
 Runtime code uses these `Table` objects; migrations call the versioned `create_*_v1` functions,
 which stay as they are once released (a later change gets a `_v2` and a new migration).
@@ -11,6 +11,7 @@ from alembic.operations import Operations
 
 OUTBOX = "outbox"
 PROCESSED = "processed_events"
+CONSUMER_FAILURES = "consumer_failures"
 
 
 def outbox_table(schema: str, metadata: sa.MetaData | None = None) -> sa.Table:
@@ -68,3 +69,20 @@ def create_processed_v1(op: Operations, schema: str) -> None:
         schema=schema,
     )
     op.create_index("ix_processed_events_processed_at", PROCESSED, ["processed_at"], schema=schema)
+
+
+def create_consumer_failures_v1(op: Operations, schema: str) -> None:
+    """Real handler failures per event, so that outages never count towards dead-lettering and
+    the count survives restarts and is shared by replicas. A row lives while an event is failing."""
+    op.create_table(
+        CONSUMER_FAILURES,
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("event_id", sa.Uuid, nullable=False),
+        sa.Column("failures", sa.Integer, nullable=False),
+        sa.Column("last_error", sa.Text, nullable=False),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_consumer_failures"),
+        schema=schema,
+    )
