@@ -41,8 +41,9 @@ from saas.common.db import Database  # noqa: E402
 from saas.common.events import Actor, new_event  # noqa: E402
 from saas.common.events.catalogue import ProjectCreated  # noqa: E402
 from saas.common.events.outbox import Outbox  # noqa: E402
-from saas.common.migrations import find_alembic_ini, upgrade_owners  # noqa: E402
+from saas.common.migrations import find_alembic_ini  # noqa: E402
 from saas.common.settings import DatabaseSettings  # noqa: E402
+from saas.devstack.database import set_up_database  # noqa: E402
 from saas.devstack.servers import EmbeddedStack, StackPorts, free_port  # noqa: E402
 from saas.devstack.supervisor import Supervisor  # noqa: E402
 
@@ -92,10 +93,13 @@ async def run(args: argparse.Namespace) -> None:
             {k: v for k, v in stack.env().items() if k in ("DATABASE_URL", "NATS_URL")}
         )
     os.environ.setdefault("MIGRATIONS_DIR", str(ROOT / "migrations"))
-    await asyncio.to_thread(upgrade_owners, find_alembic_ini())
+    # DATABASE_URL is an administrator's: it creates the logins; each process gets its own.
+    secrets_root = stack.root if stack else Path(tempfile.mkdtemp(prefix="bench-logins-"))
+    logins = await asyncio.to_thread(
+        set_up_database, os.environ["DATABASE_URL"], secrets_root, find_alembic_ini()
+    )
     specs = [s for s in discover_processes() if s.name in ("identity", "audit")]
     env = {
-        "DATABASE_URL": os.environ["DATABASE_URL"],
         "NATS_URL": os.environ["NATS_URL"],
         "APP_ENV": "test",
         "LOG_LEVEL": "WARNING",
@@ -103,7 +107,9 @@ async def run(args: argparse.Namespace) -> None:
         "CONSUMER_BATCH_SIZE": str(args.consumer_batch),
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
-    supervisor = Supervisor(env, log_dir=Path(tempfile.mkdtemp(prefix="bench-logs-")))
+    supervisor = Supervisor(
+        env, database_urls=logins.urls, log_dir=Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    )
     db = Database.from_settings(DatabaseSettings.load())
     tag = f"bench{int(time.time())}"
     tenants = [f"{tag}-{i}" for i in range(args.tenants)]

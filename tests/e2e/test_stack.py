@@ -26,7 +26,9 @@ def running(stack, tmp_path_factory) -> Iterator[dict[str, Child]]:
         "LOG_FORMAT": "json",
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
-    supervisor = Supervisor(env, log_dir=tmp_path_factory.mktemp("logs"))
+    supervisor = Supervisor(
+        env, database_urls=stack.database_urls, log_dir=tmp_path_factory.mktemp("logs")
+    )
     specs = discover_processes()
     children = supervisor.start(specs, {s.name: free_port() for s in specs})
     try:

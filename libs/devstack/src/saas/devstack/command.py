@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from saas.common.cli import discover_processes
+from saas.devstack.database import set_up_database
 from saas.devstack.servers import EmbeddedStack, StackError, StackPorts
 from saas.devstack.supervisor import Supervisor
 
@@ -66,14 +67,17 @@ def dev(root: Path, ready_timeout: float) -> None:
         env.setdefault("APP_ENV", os.environ.get("APP_ENV", "development"))
         os.environ.update(env)
 
-        from saas.common.migrations import find_alembic_ini, upgrade_owners
+        from saas.common.migrations import find_alembic_ini
 
-        click.echo("applying migrations ...")
-        upgrade_owners(find_alembic_ini())
+        # The given or embedded DATABASE_URL is an administrator: it creates the logins, and
+        # from here on DATABASE_URL is the migration login's (what tools use).
+        click.echo("setting up database logins and applying migrations ...")
+        logins = set_up_database(env["DATABASE_URL"], root, find_alembic_ini())
+        env.update(logins.env())
 
         specs = discover_processes()
         ports = {s.name: int(os.environ.get(s.port_env, s.default_port)) for s in specs}
-        supervisor = Supervisor(env)
+        supervisor = Supervisor(env, database_urls=logins.urls)
         children = supervisor.start(specs, ports)
         click.echo(f"starting {', '.join(c.spec.name for c in children)} ...")
         supervisor.wait_ready(ready_timeout)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import click
 
+from saas.common import db_roles
 from saas.common.cli import ProcessSpec, service_group
 
 AUDIT = ProcessSpec(
-    "audit", "saas.audit.main:build", 8003, "AUDIT_OPS_URL", "AUDIT_OPS_PORT", order=10
+    "audit",
+    "saas.audit.main:build",
+    8003,
+    "AUDIT_OPS_URL",
+    "AUDIT_OPS_PORT",
+    order=10,
+    database_login=db_roles.AUDIT.name,
 )
 PROCESSES = [AUDIT]
 
