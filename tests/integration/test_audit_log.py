@@ -335,3 +335,92 @@ async def test_audit_login_cannot_reset_role_and_delete_history(
                 await session.execute(text(statement.format(owner=owner)), {"t": tenant})
     result = await verify(writer_db, tenant)
     assert result.ok and result.checked == 3
+
+
+def _forged_row(tenant: str, **changes) -> dict:
+    """A row as a superuser might slip in: a well-formed first entry, then `changes`."""
+    row = {
+        "event_id": uuid.uuid4(),
+        "tenant_key": tenant,
+        "tenant_seq": 1,
+        "prev_hash": "0" * 64,
+        "hash": "ab" * 32,
+        "entry": b"{}",
+    }
+    return row | changes
+
+
+@pytest.mark.parametrize(
+    ("changes", "constraint"),
+    [
+        ({"tenant_seq": 0}, "ck_audit_events_tenant_seq"),
+        ({"tenant_seq": -3}, "ck_audit_events_tenant_seq"),
+        ({"hash": "AB" * 32}, "ck_audit_events_hash_hex"),
+        ({"hash": "abc"}, "ck_audit_events_hash_hex"),
+        ({"prev_hash": "zz" * 32, "tenant_seq": 2}, "ck_audit_events_prev_hash_hex"),
+        ({"prev_hash": "ab" * 32}, "ck_audit_events_first_entry_follows_genesis"),
+    ],
+)
+async def test_the_table_refuses_malformed_entries(admin_db, tenant, changes, constraint):
+    row = _forged_row(tenant, **changes)
+    with pytest.raises(DBAPIError, match=constraint):
+        async with admin_db.session() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO audit.events (event_id, tenant_key, tenant_seq, type, source, "
+                    "actor_type, actor_id, occurred_at, data_version, payload, prev_hash, hash, "
+                    "entry) VALUES (:event_id, :tenant_key, :tenant_seq, 'x.y', 's', 'user', 'u', "
+                    "now(), 1, '{}', :prev_hash, :hash, :entry)"
+                ),
+                row,
+            )
+
+
+async def test_each_hash_is_over_the_stored_bytes(admin_db, writer_db, tenant):
+    await append(writer_db, events_for(tenant, 5))
+    async with admin_db.session() as session:
+        mismatches = (
+            await session.execute(
+                text(
+                    "SELECT count(*) FROM audit.events WHERE tenant_key = :t AND "
+                    "hash <> encode(sha256(convert_to(prev_hash, 'UTF8') || entry), 'hex')"
+                ),
+                {"t": tenant},
+            )
+        ).scalar_one()
+    assert mismatches == 0
+
+
+@pytest.mark.parametrize(
+    ("column_change", "field"),
+    [
+        ("actor_id = 'mallory'", "actor_id"),
+        ("type = 'user.logged_in'", "type"),
+        ("occurred_at = occurred_at - interval '1 day'", "occurred_at"),
+        ('payload = payload || \'{"name": "renamed"}\'', "payload"),
+    ],
+)
+async def test_verify_names_columns_that_no_longer_say_what_the_stored_bytes_say(
+    admin_db, writer_db, tenant, column_change, field
+):
+    await append(writer_db, events_for(tenant, 6))
+    await _tamper(
+        admin_db,
+        f"UPDATE audit.events SET {column_change} WHERE tenant_key = :t AND tenant_seq = 5",
+        tenant,
+    )
+    result = await verify(writer_db, tenant)
+    assert not result.ok and result.first_broken.tenant_seq == 5 and result.checked == 4
+    assert field in result.first_broken.reason and "stored" in result.first_broken.reason
+
+
+async def test_verify_notices_rewritten_stored_bytes(admin_db, writer_db, tenant):
+    await append(writer_db, events_for(tenant, 4))
+    await _tamper(
+        admin_db,
+        "UPDATE audit.events SET entry = convert_to(replace(convert_from(entry, 'UTF8'), "
+        "'u-1', 'mallory'), 'UTF8') WHERE tenant_key = :t AND tenant_seq = 3",
+        tenant,
+    )
+    result = await verify(writer_db, tenant)
+    assert result.first_broken.tenant_seq == 3 and "hash" in result.first_broken.reason

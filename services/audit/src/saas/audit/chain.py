@@ -1,9 +1,10 @@
 """The hash chain: pure functions, no I/O.
 
-Each tenant's entries form a chain: `hash = SHA-256(prev_hash || canonical entry)`, where the
-canonical entry is the entry's fields as JSON with sorted keys and no spaces, and the first
-entry's `prev_hash` is 64 zeros. Editing, removing or reordering any entry breaks every link
-after it, and `first_broken_link` names the first.
+Each tenant's entries form a chain: `hash = SHA-256(prev_hash || entry)`, where `entry` is the
+canonical form of the entry's fields (JSON with sorted keys and no spaces), stored as those exact
+bytes beside the queryable columns, and the first entry's `prev_hash` is 64 zeros. Editing,
+removing or reordering any entry breaks every link after it; a column edited behind the stored
+bytes no longer says what they say. `first_broken_link` names the first entry where either shows.
 """
 
 from __future__ import annotations
@@ -47,8 +48,17 @@ def canonical(entry: Mapping[str, Any]) -> bytes:
     return orjson.dumps({f: _normal(entry[f]) for f in CHAINED_FIELDS}, option=orjson.OPT_SORT_KEYS)
 
 
-def link_hash(prev_hash: str, entry: Mapping[str, Any]) -> str:
-    return hashlib.sha256(prev_hash.encode() + canonical(entry)).hexdigest()
+def link_hash(prev_hash: str, entry: bytes) -> str:
+    """The hash of an entry's stored canonical bytes, chained to the previous entry's hash."""
+    return hashlib.sha256(prev_hash.encode() + entry).hexdigest()
+
+
+def columns_unlike_entry(row: Mapping[str, Any]) -> list[str]:
+    """The chained columns of a stored row that no longer say what its stored bytes say."""
+    stored = orjson.loads(bytes(row["entry"]))
+    return [f for f in CHAINED_FIELDS if f not in stored or stored[f] != _normal(row[f])] + sorted(
+        set(stored) - set(CHAINED_FIELDS)
+    )
 
 
 @dataclass(frozen=True)
@@ -79,11 +89,14 @@ def first_broken_link(
                 prev_hash,
                 seq,
             )
-        if link_hash(prev_hash, entry) != entry["hash"]:
+        if link_hash(prev_hash, bytes(entry["entry"])) != entry["hash"]:
             return (
-                BrokenLink(seq, event_id, "hash does not match the entry's contents"),
+                BrokenLink(seq, event_id, "hash does not match the entry's stored contents"),
                 prev_hash,
                 seq,
             )
+        if unlike := columns_unlike_entry(entry):
+            reason = f"columns {', '.join(unlike)} do not match the entry's stored contents"
+            return BrokenLink(seq, event_id, reason), prev_hash, seq
         prev_hash, expected_seq = entry["hash"], seq + 1
     return None, prev_hash, expected_seq

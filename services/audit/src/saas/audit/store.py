@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from saas.audit.chain import CHAINED_FIELDS, GENESIS, first_broken_link, link_hash
+from saas.audit.chain import CHAINED_FIELDS, GENESIS, canonical, first_broken_link, link_hash
 from saas.common.contracts.audit import (
     AuditEntry,
     AuditPage,
@@ -43,6 +43,7 @@ events = sa.Table(
     sa.Column("correlation_id", sa.String),
     sa.Column("data_version", sa.Integer),
     sa.Column("payload", JSONB),
+    sa.Column("entry", sa.LargeBinary),  # the canonical bytes the hash covers
     sa.Column("prev_hash", sa.CHAR(64)),
     sa.Column("hash", sa.CHAR(64)),
     schema=SCHEMA,
@@ -99,15 +100,16 @@ async def append(session: AsyncSession, batch: list[EventEnvelope]) -> int:
         for event in by_tenant[tenant_key]:
             seq += 1
             entry = entry_from_event(event, seq)
-            digest = link_hash(prev, entry)
-            rows.append({**entry, "prev_hash": prev, "hash": digest})
+            stored = canonical(entry)
+            digest = link_hash(prev, stored)
+            rows.append({**entry, "entry": stored, "prev_hash": prev, "hash": digest})
             prev = digest
     if rows:
         await _copy_rows(session, rows)
     return len(rows)
 
 
-COPY_COLUMNS = (*CHAINED_FIELDS, "prev_hash", "hash")
+COPY_COLUMNS = (*CHAINED_FIELDS, "entry", "prev_hash", "hash")
 
 
 async def _copy_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
