@@ -74,9 +74,9 @@ async def append(db: Database, batch) -> None:
         await store.append(session, batch)
 
 
-async def verify(db: Database, tenant: str):
+async def verify(db: Database, tenant: str, checkpoints=()):
     async with db.session() as session:
-        return await store.verify(session, tenant)
+        return await store.verify(session, tenant, checkpoints=checkpoints)
 
 
 async def test_appended_chain_verifies(writer_db, tenant):
@@ -245,7 +245,7 @@ async def test_failed_appends_are_counted_in_audit_log_failures(admin_db, tenant
         await session.execute(text("GRANT SELECT ON audit.events TO audit_reader_only"))
     reader = Database.from_settings(DatabaseSettings.load(database_role="audit_reader_only"))
     metrics = Metrics()
-    handler = make_event_handler(metrics)
+    handler = make_event_handler(metrics, on_committed=lambda chains: None)
     try:
         with pytest.raises(Exception, match="permission denied"):  # COPY raises asyncpg's own error
             async with reader.session() as session:

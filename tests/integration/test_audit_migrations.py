@@ -66,7 +66,7 @@ async def test_entries_written_before_stored_bytes_are_backfilled_and_verify(
                 prev = digest
         await asyncio.to_thread(_migrate_audit, stack, scratch_database, "head")
         async with writer.session() as session:
-            result = await store.verify(session, tenant)
+            result = await store.verify(session, tenant, checkpoints=())
         assert result.ok and result.checked == 5
     finally:
         await writer.dispose()

@@ -5,11 +5,17 @@ canonical form of the entry's fields (JSON with sorted keys and no spaces), stor
 bytes beside the queryable columns, and the first entry's `prev_hash` is 64 zeros. Editing,
 removing or reordering any entry breaks every link after it; a column edited behind the stored
 bytes no longer says what they say. `first_broken_link` names the first entry where either shows.
+
+A chain alone cannot show what was cut from its end, or a chain rewritten and rehashed from some
+entry on. Checkpoints can: each records a chain's length and head hash at some moment, kept
+outside the database. Every checkpoint must still hold (the entry at its count has its hash), and
+the chain must be at least as long as the longest (`missing_tail`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,15 +70,50 @@ def columns_unlike_entry(row: Mapping[str, Any]) -> list[str]:
 @dataclass(frozen=True)
 class BrokenLink:
     tenant_seq: int
-    event_id: str
+    event_id: str  # empty when the entry is missing
     reason: str
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A chain's length and the hash of its last entry, at the time it was published."""
+
+    count: int
+    hash: str
+
+
+def index_checkpoints(checkpoints: Iterable[Checkpoint]) -> dict[int, frozenset[str]]:
+    """Hashes recorded for each chain length (more than one only if someone forged one)."""
+    index: dict[int, set[str]] = defaultdict(set)
+    for checkpoint in checkpoints:
+        index[checkpoint.count].add(checkpoint.hash)
+    return {count: frozenset(hashes) for count, hashes in index.items()}
+
+
+def missing_tail(length: int, checkpoints: Mapping[int, frozenset[str]]) -> BrokenLink | None:
+    """The entries a checkpoint proves existed beyond the chain's end, if any."""
+    recorded = max(checkpoints, default=0)
+    if recorded <= length:
+        return None
+    what = (
+        "the whole chain is missing"
+        if length == 0
+        else f"entries {length + 1} to {recorded} are missing"
+    )
+    return BrokenLink(length + 1, "", f"{what}: a checkpoint recorded {recorded} entries")
+
+
 def first_broken_link(
-    entries: Iterable[Mapping[str, Any]], *, prev_hash: str = GENESIS, expected_seq: int = 1
+    entries: Iterable[Mapping[str, Any]],
+    *,
+    prev_hash: str = GENESIS,
+    expected_seq: int = 1,
+    checkpoints: Mapping[int, frozenset[str]] | None = None,
 ) -> tuple[BrokenLink | None, str, int]:
     """Walk entries in `tenant_seq` order; return the first broken link (or None), and where the
-    walk ended (last hash, next expected sequence) so a caller can continue page by page."""
+    walk ended (last hash, next expected sequence) so a caller can continue page by page.
+    `checkpoints` (from `index_checkpoints`) are checked at the entries they name."""
+    checkpoints = checkpoints or {}
     for entry in entries:
         seq, event_id = entry["tenant_seq"], str(entry["event_id"])
         if seq != expected_seq:
@@ -97,6 +138,12 @@ def first_broken_link(
             )
         if unlike := columns_unlike_entry(entry):
             reason = f"columns {', '.join(unlike)} do not match the entry's stored contents"
+            return BrokenLink(seq, event_id, reason), prev_hash, seq
+        if seq in checkpoints and checkpoints[seq] != {entry["hash"]}:
+            reason = (
+                f"hash differs from the checkpoint of entry {seq}: "
+                "the chain was rewritten at or before this entry"
+            )
             return BrokenLink(seq, event_id, reason), prev_hash, seq
         prev_hash, expected_seq = entry["hash"], seq + 1
     return None, prev_hash, expected_seq
