@@ -32,6 +32,8 @@ from sqlalchemy import pool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from saas.common.db import engine_options
+from saas.common.settings import DatabaseSettings
 from saas.common.tenant_names import quote_schema, validate_identifier
 
 AUDIT_WRITER = "audit_writer"  # NOLOGIN: what the audit login may do, and no more
@@ -144,9 +146,6 @@ async def bootstrap_roles(admin_url: str, passwords: Mapping[str, str | None]) -
 
     `passwords` maps login names to passwords; a missing or empty one leaves that login's
     password as it is. Raises `UnsafeRoleError` when a runtime login has more than it should."""
-    from saas.common.db import engine_options
-    from saas.common.settings import DatabaseSettings
-
     settings = DatabaseSettings(database_url=admin_url)
     database = make_url(settings.database_url).database or "postgres"
     verifiers = {name: scram_verifier(pw) for name, pw in passwords.items() if pw}
