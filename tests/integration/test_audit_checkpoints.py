@@ -23,7 +23,7 @@ from saas.common.events import Actor, new_event
 from saas.common.events.catalogue import UserRegistered
 from saas.common.events.stream import AUDIT_CHECKPOINTS_STREAM
 from saas.common.settings import EventSettings
-from tests.integration.test_audit_log import append, events_for
+from tests.support.audit import append, events_for
 from tests.support.events import connect
 
 

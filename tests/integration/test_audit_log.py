@@ -22,8 +22,9 @@ from saas.common.db import Database
 from saas.common.db_roles import AUDIT, MIGRATE
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events import Actor, new_event
-from saas.common.events.catalogue import MembershipAdded, ProjectCreated
+from saas.common.events.catalogue import MembershipAdded
 from saas.common.settings import DatabaseSettings
+from tests.support.audit import append, events_for
 
 
 @pytest.fixture
@@ -54,24 +55,6 @@ async def writer_db(stack):
 @pytest.fixture
 def tenant() -> str:
     return f"tenant-{uuid.uuid4().hex[:8]}"
-
-
-def events_for(tenant: str, count: int, actor: str = "u-1", start: int = 0):
-    return [
-        new_event(
-            ProjectCreated(tenant_id=tenant, project_id=str(n), name=f"p{n}"),
-            source="saas/tenancy",
-            actor=Actor.user(actor),
-            tenant_id=tenant,
-            correlation_id=f"req-{n}",
-        )
-        for n in range(start, start + count)
-    ]
-
-
-async def append(db: Database, batch) -> None:
-    async with db.session() as session:
-        await store.append(session, batch)
 
 
 async def verify(db: Database, tenant: str, checkpoints=()):

@@ -19,7 +19,7 @@ from saas.common.db import Database
 from saas.common.db_roles import AUDIT, MIGRATE, bootstrap_roles
 from saas.common.migrations import alembic_config, find_alembic_ini
 from saas.common.settings import DatabaseSettings
-from tests.integration.test_audit_log import events_for
+from tests.support.audit import events_for
 
 
 def _on(url: str, database: str) -> str:
