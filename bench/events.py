@@ -39,10 +39,12 @@ from saas.audit import store  # noqa: E402
 from saas.common.cli import discover_processes  # noqa: E402
 from saas.common.commands.migrate import release  # noqa: E402
 from saas.common.db import Database  # noqa: E402
+from saas.common.db_roles import MIGRATE  # noqa: E402
 from saas.common.events import Actor, new_event  # noqa: E402
 from saas.common.events.catalogue import ProjectCreated  # noqa: E402
 from saas.common.events.outbox import Outbox  # noqa: E402
 from saas.common.settings import DatabaseSettings  # noqa: E402
+from saas.devstack.database import set_up_logins  # noqa: E402
 from saas.devstack.servers import EmbeddedStack, StackPorts, free_port  # noqa: E402
 from saas.devstack.supervisor import Supervisor  # noqa: E402
 
@@ -92,10 +94,12 @@ async def run(args: argparse.Namespace) -> None:
             {k: v for k, v in stack.env().items() if k in ("DATABASE_URL", "NATS_URL")}
         )
     os.environ.setdefault("MIGRATIONS_DIR", str(ROOT / "migrations"))
-    await asyncio.to_thread(release, lambda _: None)  # what `saas migrate` does
+    # DATABASE_URL is an administrator's: it creates the logins; each process gets its own.
+    secrets_root = stack.root if stack else Path(tempfile.mkdtemp(prefix="bench-logins-"))
+    logins = await asyncio.to_thread(set_up_logins, os.environ["DATABASE_URL"], secrets_root)
+    await asyncio.to_thread(release, lambda _: None, database_url=logins.url(MIGRATE.name))
     specs = [s for s in discover_processes() if s.name in ("identity", "audit")]
     env = {
-        "DATABASE_URL": os.environ["DATABASE_URL"],
         "NATS_URL": os.environ["NATS_URL"],
         "APP_ENV": "test",
         "LOG_LEVEL": "WARNING",
@@ -103,7 +107,9 @@ async def run(args: argparse.Namespace) -> None:
         "CONSUMER_BATCH_SIZE": str(args.consumer_batch),
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
-    supervisor = Supervisor(env, log_dir=Path(tempfile.mkdtemp(prefix="bench-logs-")))
+    supervisor = Supervisor(
+        env, database_urls=logins.urls, log_dir=Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    )
     db = Database.from_settings(DatabaseSettings.load())
     tag = f"bench{int(time.time())}"
     tenants = [f"{tag}-{i}" for i in range(args.tenants)]
@@ -167,7 +173,7 @@ async def run(args: argparse.Namespace) -> None:
                     {"p": tag + "-%"},
                 )
             ).scalar_one()
-            chains_ok = all([(await store.verify(session, t)).ok for t in tenants])
+            chains_ok = all([(await store.verify(session, t, checkpoints=())).ok for t in tenants])
         identity_url, audit_url = children["identity"].url, children["audit"].url
         batches = metric(audit_url, "saas_consumer_batch_seconds_count")
         batch_time = metric(audit_url, "saas_consumer_batch_seconds_sum")

@@ -2,7 +2,12 @@
 
 Without DATABASE_URL, NATS_URL, REDIS_URL and TEMPORAL_HOST set, the session starts embedded
 PostgreSQL, NATS (JetStream), Valkey and the Temporal dev server on free ports, once; with them set,
-it uses those servers instead.
+it uses those servers instead (a given DATABASE_URL must be able to create roles).
+
+The database is set up as in production: the logins are created (`saas db bootstrap-roles`'s
+function), migrations run as the migration login, and each service's login has only its rights.
+`DATABASE_URL` in the environment is the superuser's (`stack.database_admin_url`), for tests that
+make scratch schemas or look at what services wrote; `stack.database_url(login)` is a service's.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from saas.common.db import Database
+from saas.common.db_roles import MIGRATE
 from saas.common.settings import DatabaseSettings
+from saas.devstack.database import DatabaseLogins, set_up_logins
 from saas.devstack.servers import EmbeddedStack, StackPorts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,14 +31,27 @@ CONNECTION_VARS = ("DATABASE_URL", "NATS_URL", "REDIS_URL", "TEMPORAL_HOST")
 
 @dataclass(frozen=True)
 class Stack:
-    database_url: str
+    logins: DatabaseLogins
     nats_url: str
     redis_url: str
     temporal_host: str
 
+    @property
+    def database_admin_url(self) -> str:
+        return self.logins.admin_url
+
+    @property
+    def database_urls(self) -> dict[str, str]:
+        """Each login's URL, by login name: what a `Supervisor` hands its processes."""
+        return self.logins.urls
+
+    def database_url(self, login: str) -> str:
+        return self.logins.url(login)
+
     def env(self) -> dict[str, str]:
         return {
-            "DATABASE_URL": self.database_url,
+            "DATABASE_URL": self.database_admin_url,
+            "DATABASE_ADMIN_URL": self.database_admin_url,
             "NATS_URL": self.nats_url,
             "REDIS_URL": self.redis_url,
             "TEMPORAL_HOST": self.temporal_host,
@@ -57,16 +77,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         }
         embedded.start(only={server for var, server in missing.items() if var not in given})
     values = {**(embedded.env() if embedded else {}), **given}
-    stack = Stack(
-        values["DATABASE_URL"], values["NATS_URL"], values["REDIS_URL"], values["TEMPORAL_HOST"]
-    )
-    saved = {k: os.environ.get(k) for k in (*CONNECTION_VARS, "MIGRATIONS_DIR")}
-    os.environ.update(stack.env())
+    saved = {
+        k: os.environ.get(k) for k in (*CONNECTION_VARS, "DATABASE_ADMIN_URL", "MIGRATIONS_DIR")
+    }
     os.environ["MIGRATIONS_DIR"] = str(ROOT / "migrations")
 
     from saas.common.commands.migrate import release
 
-    release(lambda _: None)
+    secrets_root = embedded.root if embedded else tmp_path_factory.mktemp("logins")
+    logins = set_up_logins(values["DATABASE_URL"], secrets_root)
+    stack = Stack(logins, values["NATS_URL"], values["REDIS_URL"], values["TEMPORAL_HOST"])
+    os.environ.update(stack.env())
+    release(lambda _: None, database_url=logins.url(MIGRATE.name))
     try:
         yield stack
     finally:
@@ -81,7 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 async def db(stack):
-    """A database connection pool as the owning services have it (schema owner)."""
+    """A connection pool as the superuser: scratch schemas, and looking at what services wrote."""
     db = Database.from_settings(DatabaseSettings.load())
     yield db
     await db.dispose()

@@ -38,6 +38,20 @@ def read_env(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+def logins_by_process(processes: list[psutil.Process]) -> dict[str, str | None]:
+    """The database login each service process was given, and that it was given no other."""
+    logins: dict[str, str | None] = {}
+    for process in processes:
+        command = process.cmdline()
+        if "saas.common.cli" not in command:
+            continue
+        env = process.environ()
+        assert not {"DATABASE_ADMIN_URL", "AUDIT_DATABASE_URL", "MIGRATE_DATABASE_URL"} & set(env)
+        url = env.get("DATABASE_URL")
+        logins[command[-1]] = url.split("//", 1)[1].split(":", 1)[0] if url else None
+    return logins
+
+
 def test_saas_dev_runs_everything_and_ctrl_c_stops_everything(tmp_path):
     root = tmp_path / "devstack"
     proc = subprocess.Popen(
@@ -66,8 +80,11 @@ def test_saas_dev_runs_everything_and_ctrl_c_stops_everything(tmp_path):
             "TENANCY_OPS_URL",
             "AUDIT_OPS_URL",
             "TENANCY_WORKER_OPS_URL",
+            "DATABASE_ADMIN_URL",
+            "AUDIT_DATABASE_URL",
         ):
             assert settings.get(key), key
+        assert "saas_migrate:" in settings["DATABASE_URL"]  # tools migrate as the owner
         gateway = settings["GATEWAY_URL"]
         assert httpx.get(gateway + "/health/ready").status_code == 200
         status = httpx.get(gateway + "/api/v1/status", timeout=10).json()
@@ -78,6 +95,13 @@ def test_saas_dev_runs_everything_and_ctrl_c_stops_everything(tmp_path):
 
         descendants = psutil.Process(proc.pid).children(recursive=True)
         assert len(descendants) >= 9  # four servers and five service processes, at least
+        assert logins_by_process(descendants) == {
+            "gateway": None,
+            "identity": "saas_identity",
+            "tenancy": "saas_tenancy",
+            "tenancy-worker": "saas_tenancy",
+            "audit": "saas_audit",
+        }
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, output.decode()[-3000:]

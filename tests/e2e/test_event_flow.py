@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from saas.common.bus.requests import parse_reply
 from saas.common.cli import discover_processes
 from saas.common.contracts.audit import AuditPage, AuditQuery, AuditVerification, AuditVerifyRequest
 from saas.common.db import Database
+from saas.common.db_roles import AUDIT
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events.outbox import Outbox
 from saas.devstack.servers import free_port
@@ -33,15 +36,16 @@ WANTED = {"identity", "audit"}
 
 
 class Processes:
-    def __init__(self, env: dict[str, str], log_dir) -> None:
+    def __init__(self, env: dict[str, str], database_urls: dict[str, str], log_dir) -> None:
         self.env = env
+        self.database_urls = database_urls
         self.log_dir = log_dir
         self.specs = {s.name: s for s in discover_processes() if s.name in WANTED}
         self.ports = {name: free_port() for name in self.specs}
         self.supervisors: list[Supervisor] = []
 
     def start(self, name: str) -> Child:
-        supervisor = Supervisor(self.env, log_dir=self.log_dir)
+        supervisor = Supervisor(self.env, database_urls=self.database_urls, log_dir=self.log_dir)
         (child,) = supervisor.start([self.specs[name]], {name: self.ports[name]})
         supervisor.wait_ready(60)
         self.supervisors.append(supervisor)
@@ -60,9 +64,10 @@ def processes(stack, tmp_path_factory) -> Iterator[Processes]:
         "LOG_FORMAT": "json",
         "CONSUMER_ACK_WAIT": "2",
         "OUTBOX_POLL_INTERVAL": "0.2",
+        "AUDIT_CHECKPOINT_INTERVAL": "0.2",
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
-    procs = Processes(env, tmp_path_factory.mktemp("logs"))
+    procs = Processes(env, stack.database_urls, tmp_path_factory.mktemp("logs"))
     procs.children = {name: procs.start(name) for name in ("identity", "audit")}
     yield procs
     procs.stop_all()
@@ -151,7 +156,121 @@ async def test_audit_killed_mid_stream_loses_and_duplicates_nothing(processes, d
             )
         ).scalar_one()
         assert dupes == 0
-        from saas.audit import store
+        from saas.audit import checkpoints, store
 
+        bus = await connect(processes.env["NATS_URL"])
         for t in range(4):
-            assert (await store.verify(session, f"{prefix}{t}")).ok
+            known = await checkpoints.read(bus.js, f"{prefix}{t}")
+            assert known, "the audit processes checkpointed nothing"
+            assert (await store.verify(session, f"{prefix}{t}", checkpoints=known)).ok
+        await bus.close()
+
+
+async def wait_for_checkpoint(bus, tenant: str, count: int, timeout: float = 10) -> None:
+    """Until the audit process has checkpointed `count` entries of the tenant's chain (or the
+    timeout passes: verification below then shows what was missed)."""
+    from saas.audit import checkpoints
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        known = await checkpoints.read(bus.js, tenant)
+        if known and known[-1].count >= count:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def as_superuser_without_triggers(db: Database, *statements: tuple[str, dict]) -> None:
+    async with db.session() as session:
+        await session.execute(text("SET LOCAL session_replication_role = replica"))
+        for sql, params in statements:
+            await session.execute(text(sql), params)
+
+
+async def recompute_from(db: Database, tenant: str, seq: int) -> None:
+    """Rewrite entry `seq` and recompute every stored byte and hash after it: a chain that is
+    consistent in itself, as someone who knows the algorithm would leave it."""
+    from saas.audit.chain import canonical, link_hash
+
+    async with db.session() as session:
+        rows = (
+            (
+                await session.execute(
+                    text("SELECT * FROM audit.events WHERE tenant_key = :t ORDER BY tenant_seq"),
+                    {"t": tenant},
+                )
+            )
+            .mappings()
+            .all()
+        )
+        await session.execute(text("SET LOCAL session_replication_role = replica"))
+        prev = rows[seq - 2]["hash"]
+        for row in rows[seq - 1 :]:
+            changed = dict(row)
+            if row["tenant_seq"] == seq:
+                changed["payload"] = {**row["payload"], "name": "rewritten"}
+            entry = canonical(changed)
+            digest = link_hash(prev, entry)
+            await session.execute(
+                text(
+                    "UPDATE audit.events SET payload = :payload, entry = :entry, "
+                    "prev_hash = :prev, hash = :hash WHERE id = :id"
+                ),
+                {
+                    "payload": orjson.dumps(changed["payload"]).decode(),
+                    "entry": entry,
+                    "prev": prev,
+                    "hash": digest,
+                    "id": row["id"],
+                },
+            )
+            prev = digest
+
+
+async def test_a_deleted_tail_a_deleted_chain_and_a_recomputed_chain_are_each_detected(
+    processes, db, stack
+):
+    prefix = f"gone-{uuid.uuid4().hex[:6]}"
+    tail, chain, recomputed = (f"{prefix}-tail", f"{prefix}-chain", f"{prefix}-recomputed")
+    for tenant in (tail, chain, recomputed):
+        await write_events(db, Outbox("identity"), [project_event(tenant, n) for n in range(10)])
+    await wait_for_count(db, prefix, 30)
+    bus = await connect(stack.nats_url)
+    for tenant in (tail, chain, recomputed):
+        await wait_for_checkpoint(bus, tenant, 10)
+
+    delete = "DELETE FROM audit.events WHERE tenant_key = :t AND tenant_seq > :after"
+    await as_superuser_without_triggers(
+        db, (delete, {"t": tail, "after": 8}), (delete, {"t": chain, "after": 0})
+    )
+    await recompute_from(db, recomputed, 4)
+
+    client = BusClient(bus, timeout=10)
+
+    async def verify_over_nats(tenant: str) -> AuditVerification:
+        admin = Principal(user_id="u-1", tenant_id=tenant, role="owner")
+        request = AuditVerifyRequest(tenant_id=tenant)
+        return await client.request("audit", "verify", request, AuditVerification, principal=admin)
+
+    cut = await verify_over_nats(tail)
+    assert not cut.ok and cut.checked == 8
+    assert cut.first_broken.tenant_seq == 9 and "missing" in cut.first_broken.reason
+    gone = await verify_over_nats(chain)
+    assert not gone.ok and gone.checked == 0
+    assert gone.first_broken.tenant_seq == 1 and "missing" in gone.first_broken.reason
+    rewritten = await verify_over_nats(recomputed)
+    assert not rewritten.ok and 4 <= rewritten.first_broken.tenant_seq <= 10
+    assert "checkpoint" in rewritten.first_broken.reason
+    await bus.close()
+
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "saas.common.cli", "audit", "verify", "--all"],
+        env={**os.environ, **processes.env, "DATABASE_URL": stack.database_url(AUDIT.name)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert cli.returncode == 1, cli.stderr
+    for tenant in (tail, chain, recomputed):
+        assert f"{tenant}: BROKEN" in cli.stdout, cli.stdout

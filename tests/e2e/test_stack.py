@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -26,7 +27,9 @@ def running(stack, tmp_path_factory) -> Iterator[dict[str, Child]]:
         "LOG_FORMAT": "json",
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
-    supervisor = Supervisor(env, log_dir=tmp_path_factory.mktemp("logs"))
+    supervisor = Supervisor(
+        env, database_urls=stack.database_urls, log_dir=tmp_path_factory.mktemp("logs")
+    )
     specs = discover_processes()
     children = supervisor.start(specs, {s.name: free_port() for s in specs})
     try:
@@ -119,12 +122,15 @@ def test_gateway_metrics_count_requests_by_route(gateway):
 def test_gateway_logs_each_request_as_json_with_its_request_id(gateway, running):
     gateway.get("/api/v1/status", headers={"X-Request-Id": "log-me-1"})
     log_path = running["gateway"].log_path
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-    (line,) = [
-        entry
-        for entry in lines
-        if entry.get("request_id") == "log-me-1" and entry["message"] == "request"
-    ]
+
+    def logged() -> list[dict]:
+        lines = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
+        return [e for e in lines if e.get("request_id") == "log-me-1" and e["message"] == "request"]
+
+    deadline = time.monotonic() + 5  # the line is written once the response has gone out
+    while not logged() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (line,) = logged()
     assert (
         line["service"] == "gateway" and line["status"] == 200 and line["path"] == "/api/v1/status"
     )

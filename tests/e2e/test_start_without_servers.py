@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from saas.common.cli import discover_processes
 from saas.devstack.servers import free_port
 from tests.support.events import configure_streams
 
@@ -19,7 +20,11 @@ pytestmark = pytest.mark.e2e
 NOWHERE = "127.0.0.1:9"  # nothing listens on the discard port
 
 
-def start(process: str, **env: str) -> tuple[subprocess.Popen, str]:
+def start(stack, process: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """The process as `saas dev` would run it: its own database login only."""
+    (spec,) = [s for s in discover_processes() if s.name == process]
+    if spec.database_login:
+        env = {"DATABASE_URL": stack.database_url(spec.database_login), **env}
     port = free_port()
     child = subprocess.Popen(
         [sys.executable, "-m", "saas.common.cli", "run", process],
@@ -56,7 +61,7 @@ def stop_promptly(child: subprocess.Popen, within: float = 5.0) -> str:
 
 @pytest.mark.parametrize("process", ["identity", "audit", "gateway"])
 def test_unreachable_nats_at_start_up_is_waited_for_and_sigterm_still_stops_it(stack, process):
-    child, url = start(process, NATS_URL=f"nats://{NOWHERE}")
+    child, url = start(stack, process, NATS_URL=f"nats://{NOWHERE}")
     try:
         assert wait_for_health(url, child).json()["status"] == "healthy"
         ready = httpx.get(url + "/health/ready", timeout=5)
@@ -72,7 +77,7 @@ def test_unreachable_nats_at_start_up_is_waited_for_and_sigterm_still_stops_it(s
 
 
 def test_sigterm_while_waiting_for_temporal_stops_what_had_started(stack):
-    child, url = start("tenancy", TEMPORAL_HOST=NOWHERE)
+    child, url = start(stack, "tenancy", TEMPORAL_HOST=NOWHERE)
     try:
         wait_for_health(url, child)
         deadline = time.monotonic() + 15
@@ -88,6 +93,7 @@ def test_a_hanging_dns_lookup_does_not_hold_the_process_at_exit(stack):
     """A reconnect's name lookup runs in a thread; exit must not wait for it."""
     slow_dns = os.path.join(os.path.dirname(__file__), "..", "support", "slow_dns")
     child, url = start(
+        stack,
         "audit",
         NATS_URL="nats://nats.dying-cluster.test:4222",
         SLOW_DNS_HOSTS="nats.dying-cluster.test",
@@ -103,7 +109,7 @@ def test_a_hanging_dns_lookup_does_not_hold_the_process_at_exit(stack):
 def test_a_process_stops_cleanly_when_nats_is_already_gone(stack, nats_server):
     """In Kubernetes NATS may stop at the same moment: closing the bus fails, the rest still closes."""
     configure_streams(nats_server.url)
-    child, url = start("audit", NATS_URL=nats_server.url)
+    child, url = start(stack, "audit", NATS_URL=nats_server.url)
     try:
         wait_for_health(url, child)
         deadline = time.monotonic() + 30

@@ -15,25 +15,39 @@ from sqlalchemy.exc import DBAPIError
 
 from saas.audit import store
 from saas.audit.handlers import require_tenant_reader
+from saas.audit.main import AuditSettings
 from saas.common.bus import Principal, RequestContext
 from saas.common.contracts.audit import AuditQuery
 from saas.common.db import Database
+from saas.common.db_roles import AUDIT, MIGRATE
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events import Actor, new_event
-from saas.common.events.catalogue import MembershipAdded, ProjectCreated
+from saas.common.events.catalogue import MembershipAdded
 from saas.common.settings import DatabaseSettings
+from tests.support.audit import append, events_for
 
 
 @pytest.fixture
-def owner_db(db):
-    """Connected as the schema owner (a superuser in the embedded stack)."""
+def admin_db(db):
+    """Connected as the superuser: what only a database administrator can do."""
     return db
 
 
 @pytest.fixture
+async def owner_db(stack):
+    """Connected as the migration login, which owns the audit schema and its tables."""
+    db = Database.from_settings(
+        DatabaseSettings.load(database_url=stack.database_url(MIGRATE.name))
+    )
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
 async def writer_db(stack):
-    """Connected as the audit service is: acting as role audit_writer."""
-    db = Database.from_settings(DatabaseSettings.load(database_role="audit_writer"))
+    """Connected as the audit service is: its own login, acting as role audit_writer."""
+    settings = AuditSettings.load(database_url=stack.database_url(AUDIT.name))
+    db = Database.from_settings(settings)
     yield db
     await db.dispose()
 
@@ -43,27 +57,9 @@ def tenant() -> str:
     return f"tenant-{uuid.uuid4().hex[:8]}"
 
 
-def events_for(tenant: str, count: int, actor: str = "u-1", start: int = 0):
-    return [
-        new_event(
-            ProjectCreated(tenant_id=tenant, project_id=str(n), name=f"p{n}"),
-            source="saas/tenancy",
-            actor=Actor.user(actor),
-            tenant_id=tenant,
-            correlation_id=f"req-{n}",
-        )
-        for n in range(start, start + count)
-    ]
-
-
-async def append(db: Database, batch) -> None:
+async def verify(db: Database, tenant: str, checkpoints=()):
     async with db.session() as session:
-        await store.append(session, batch)
-
-
-async def verify(db: Database, tenant: str):
-    async with db.session() as session:
-        return await store.verify(session, tenant)
+        return await store.verify(session, tenant, checkpoints=checkpoints)
 
 
 async def test_appended_chain_verifies(writer_db, tenant):
@@ -120,17 +116,17 @@ async def test_the_trigger_refuses_changes_by_anyone_else(owner_db, writer_db, t
             await session.execute(text(statement), {"t": tenant})
 
 
-async def _tamper(owner_db: Database, statement: str, tenant: str) -> None:
+async def _tamper(admin_db: Database, statement: str, tenant: str) -> None:
     """What only a superuser can do: switch triggers off for the session and edit the log."""
-    async with owner_db.session() as session:
+    async with admin_db.session() as session:
         await session.execute(text("SET LOCAL session_replication_role = replica"))
         await session.execute(text(statement), {"t": tenant})
 
 
-async def test_verify_names_the_first_row_a_superuser_altered(owner_db, writer_db, tenant):
+async def test_verify_names_the_first_row_a_superuser_altered(admin_db, writer_db, tenant):
     await append(writer_db, events_for(tenant, 10))
     await _tamper(
-        owner_db,
+        admin_db,
         "UPDATE audit.events SET payload = jsonb_set(payload, '{name}', '\"renamed\"') "
         "WHERE tenant_key = :t AND tenant_seq IN (4, 7)",
         tenant,
@@ -142,20 +138,20 @@ async def test_verify_names_the_first_row_a_superuser_altered(owner_db, writer_d
     assert result.checked == 3
 
 
-async def test_verify_notices_a_deleted_row(owner_db, writer_db, tenant):
+async def test_verify_notices_a_deleted_row(admin_db, writer_db, tenant):
     await append(writer_db, events_for(tenant, 6))
     await _tamper(
-        owner_db, "DELETE FROM audit.events WHERE tenant_key = :t AND tenant_seq = 3", tenant
+        admin_db, "DELETE FROM audit.events WHERE tenant_key = :t AND tenant_seq = 3", tenant
     )
     result = await verify(writer_db, tenant)
     assert not result.ok and result.first_broken.tenant_seq == 3
     assert "gap" in result.first_broken.reason
 
 
-async def test_verify_notices_a_rewritten_chain_tail(owner_db, writer_db, tenant):
+async def test_verify_notices_a_rewritten_chain_tail(admin_db, writer_db, tenant):
     await append(writer_db, events_for(tenant, 4))
     await _tamper(
-        owner_db,
+        admin_db,
         "UPDATE audit.events SET prev_hash = repeat('a', 64) WHERE tenant_key = :t AND tenant_seq = 2",
         tenant,
     )
@@ -217,11 +213,11 @@ def test_only_owners_and_admins_of_the_tenant_read_its_log(principal, code):
     )
 
 
-async def test_failed_appends_are_counted_in_audit_log_failures(owner_db, tenant):
+async def test_failed_appends_are_counted_in_audit_log_failures(admin_db, tenant):
     from saas.audit.handlers import make_event_handler
     from saas.common.metrics import Metrics
 
-    async with owner_db.session() as session:
+    async with admin_db.session() as session:
         await session.execute(
             text(
                 "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit_reader_only') THEN "
@@ -232,7 +228,7 @@ async def test_failed_appends_are_counted_in_audit_log_failures(owner_db, tenant
         await session.execute(text("GRANT SELECT ON audit.events TO audit_reader_only"))
     reader = Database.from_settings(DatabaseSettings.load(database_role="audit_reader_only"))
     metrics = Metrics()
-    handler = make_event_handler(metrics)
+    handler = make_event_handler(metrics, on_committed=lambda chains: None)
     try:
         with pytest.raises(Exception, match="permission denied"):  # COPY raises asyncpg's own error
             async with reader.session() as session:
@@ -242,10 +238,11 @@ async def test_failed_appends_are_counted_in_audit_log_failures(owner_db, tenant
     assert "saas_audit_log_failures_total 1.0" in metrics.render()[0].decode()
 
 
-def _verify_cli(*args: str):
+def _verify_cli(database_url: str, *args: str):
+    """`saas audit verify` as an operator runs it: with the audit service's login."""
     return subprocess.run(
         [sys.executable, "-m", "saas.common.cli", "audit", "verify", *args],
-        env={**os.environ},
+        env={**os.environ, "DATABASE_URL": database_url},
         capture_output=True,
         text=True,
         timeout=60,
@@ -253,25 +250,160 @@ def _verify_cli(*args: str):
     )
 
 
-async def test_operators_verify_chains_from_the_command_line(owner_db, writer_db, tenant):
+async def test_operators_verify_chains_from_the_command_line(stack, admin_db, writer_db, tenant):
     other = tenant + "-b"
+    login = stack.database_url(AUDIT.name)
     await append(writer_db, events_for(tenant, 4))
     await append(writer_db, events_for(other, 3))
-    ok = await asyncio.to_thread(_verify_cli, tenant, other)
+    ok = await asyncio.to_thread(_verify_cli, login, tenant, other)
     assert ok.returncode == 0, ok.stderr
     assert (
         f"{tenant}: intact, 4 entries" in ok.stdout and f"{other}: intact, 3 entries" in ok.stdout
     )
 
     await _tamper(
-        owner_db,
+        admin_db,
         "UPDATE audit.events SET actor_id = 'mallory' WHERE tenant_key = :t AND tenant_seq = 2",
         other,
     )
-    broken = await asyncio.to_thread(_verify_cli, tenant, other)
+    broken = await asyncio.to_thread(_verify_cli, login, tenant, other)
     assert broken.returncode == 1
     assert f"{other}: BROKEN at entry 2" in broken.stdout and f"{tenant}: intact" in broken.stdout
 
-    every = await asyncio.to_thread(_verify_cli, "--all")
+    every = await asyncio.to_thread(_verify_cli, login, "--all")
     assert every.returncode == 1 and f"{other}: BROKEN at entry 2" in every.stdout
-    assert (await asyncio.to_thread(_verify_cli)).returncode == 2  # neither tenants nor --all
+    assert (
+        await asyncio.to_thread(_verify_cli, login)
+    ).returncode == 2  # neither tenants nor --all
+
+
+async def _owner_of_the_log(owner_db: Database) -> str:
+    async with owner_db.session() as session:
+        query = (
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'audit' AND tablename = 'events'"
+        )
+        return (await session.execute(text(query))).scalar_one()
+
+
+DELETE_HISTORY = "DELETE FROM audit.events WHERE tenant_key = :t"
+# What a compromised audit process could try, each as a sequence of statements in one transaction.
+ATTACKS = {
+    "update": ["UPDATE audit.events SET actor_id = 'mallory' WHERE tenant_key = :t"],
+    "delete": [DELETE_HISTORY],
+    "truncate": ["TRUNCATE audit.events"],
+    "reset role": ["RESET ROLE", "ALTER TABLE audit.events DISABLE TRIGGER USER", DELETE_HISTORY],
+    "set role to the owner": [
+        "SET ROLE {owner}",
+        "ALTER TABLE audit.events DISABLE TRIGGER USER",
+        DELETE_HISTORY,
+    ],
+    "disable the triggers": ["ALTER TABLE audit.events DISABLE TRIGGER USER"],
+    "replication role": ["SET LOCAL session_replication_role = replica", DELETE_HISTORY],
+    "drop the table": ["DROP TABLE audit.events"],
+    "drop the trigger": ["DROP TRIGGER events_refuse_update_delete ON audit.events"],
+    "drop the schema": ["DROP SCHEMA audit CASCADE"],
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=list(ATTACKS))
+async def test_audit_login_cannot_reset_role_and_delete_history(
+    owner_db, writer_db, tenant, attack
+):
+    """Connected as the audit service connects, nothing but reading and appending is possible."""
+    await append(writer_db, events_for(tenant, 3))
+    owner = await _owner_of_the_log(owner_db)
+    with pytest.raises(DBAPIError, match="permission denied|must be owner|append-only"):
+        async with writer_db.session() as session:
+            for statement in ATTACKS[attack]:
+                await session.execute(text(statement.format(owner=owner)), {"t": tenant})
+    result = await verify(writer_db, tenant)
+    assert result.ok and result.checked == 3
+
+
+def _forged_row(tenant: str, **changes) -> dict:
+    """A row as a superuser might slip in: a well-formed first entry, then `changes`."""
+    row = {
+        "event_id": uuid.uuid4(),
+        "tenant_key": tenant,
+        "tenant_seq": 1,
+        "prev_hash": "0" * 64,
+        "hash": "ab" * 32,
+        "entry": b"{}",
+    }
+    return row | changes
+
+
+@pytest.mark.parametrize(
+    ("changes", "constraint"),
+    [
+        ({"tenant_seq": 0}, "ck_audit_events_tenant_seq"),
+        ({"tenant_seq": -3}, "ck_audit_events_tenant_seq"),
+        ({"hash": "AB" * 32}, "ck_audit_events_hash_hex"),
+        ({"hash": "abc"}, "ck_audit_events_hash_hex"),
+        ({"prev_hash": "zz" * 32, "tenant_seq": 2}, "ck_audit_events_prev_hash_hex"),
+        ({"prev_hash": "ab" * 32}, "ck_audit_events_first_entry_follows_genesis"),
+    ],
+)
+async def test_the_table_refuses_malformed_entries(admin_db, tenant, changes, constraint):
+    row = _forged_row(tenant, **changes)
+    with pytest.raises(DBAPIError, match=constraint):
+        async with admin_db.session() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO audit.events (event_id, tenant_key, tenant_seq, type, source, "
+                    "actor_type, actor_id, occurred_at, data_version, payload, prev_hash, hash, "
+                    "entry) VALUES (:event_id, :tenant_key, :tenant_seq, 'x.y', 's', 'user', 'u', "
+                    "now(), 1, '{}', :prev_hash, :hash, :entry)"
+                ),
+                row,
+            )
+
+
+async def test_each_hash_is_over_the_stored_bytes(admin_db, writer_db, tenant):
+    await append(writer_db, events_for(tenant, 5))
+    async with admin_db.session() as session:
+        mismatches = (
+            await session.execute(
+                text(
+                    "SELECT count(*) FROM audit.events WHERE tenant_key = :t AND "
+                    "hash <> encode(sha256(convert_to(prev_hash, 'UTF8') || entry), 'hex')"
+                ),
+                {"t": tenant},
+            )
+        ).scalar_one()
+    assert mismatches == 0
+
+
+@pytest.mark.parametrize(
+    ("column_change", "field"),
+    [
+        ("actor_id = 'mallory'", "actor_id"),
+        ("type = 'user.logged_in'", "type"),
+        ("occurred_at = occurred_at - interval '1 day'", "occurred_at"),
+        ('payload = payload || \'{"name": "renamed"}\'', "payload"),
+    ],
+)
+async def test_verify_names_columns_that_no_longer_say_what_the_stored_bytes_say(
+    admin_db, writer_db, tenant, column_change, field
+):
+    await append(writer_db, events_for(tenant, 6))
+    await _tamper(
+        admin_db,
+        f"UPDATE audit.events SET {column_change} WHERE tenant_key = :t AND tenant_seq = 5",
+        tenant,
+    )
+    result = await verify(writer_db, tenant)
+    assert not result.ok and result.first_broken.tenant_seq == 5 and result.checked == 4
+    assert field in result.first_broken.reason and "stored" in result.first_broken.reason
+
+
+async def test_verify_notices_rewritten_stored_bytes(admin_db, writer_db, tenant):
+    await append(writer_db, events_for(tenant, 4))
+    await _tamper(
+        admin_db,
+        "UPDATE audit.events SET entry = convert_to(replace(convert_from(entry, 'UTF8'), "
+        "'u-1', 'mallory'), 'UTF8') WHERE tenant_key = :t AND tenant_seq = 3",
+        tenant,
+    )
+    result = await verify(writer_db, tenant)
+    assert result.first_broken.tenant_seq == 3 and "hash" in result.first_broken.reason

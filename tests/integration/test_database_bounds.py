@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 import sqlalchemy.exc
@@ -41,13 +42,17 @@ async def test_a_stuck_statement_is_cancelled(bounded):
 
 
 async def test_a_lock_held_elsewhere_is_waited_for_only_so_long(bounded, db):
+    schema = f"scratch_{uuid.uuid4().hex[:10]}"
     async with db.engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE IF NOT EXISTS public.lock_probe (id int)"))
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await conn.execute(text(f'CREATE TABLE "{schema}".lock_probe (id int)'))
     holder_has_it, release = asyncio.Event(), asyncio.Event()
 
     async def hold() -> None:
         async with db.session() as session:
-            await session.execute(text("LOCK TABLE public.lock_probe IN ACCESS EXCLUSIVE MODE"))
+            await session.execute(
+                text(f'LOCK TABLE "{schema}".lock_probe IN ACCESS EXCLUSIVE MODE')
+            )
             holder_has_it.set()
             await release.wait()
 
@@ -56,7 +61,9 @@ async def test_a_lock_held_elsewhere_is_waited_for_only_so_long(bounded, db):
     try:
         with pytest.raises(sqlalchemy.exc.DBAPIError, match="lock timeout"):
             async with bounded.session() as session:
-                await session.execute(text("SELECT * FROM public.lock_probe"))
+                await session.execute(text(f'SELECT * FROM "{schema}".lock_probe'))
     finally:
         release.set()
         await holder
+        async with db.engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

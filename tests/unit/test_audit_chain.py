@@ -1,7 +1,16 @@
 import uuid
 from datetime import UTC, datetime
 
-from saas.audit.chain import GENESIS, canonical, first_broken_link, link_hash
+from saas.audit.chain import (
+    GENESIS,
+    Checkpoint,
+    canonical,
+    columns_unlike_entry,
+    first_broken_link,
+    index_checkpoints,
+    link_hash,
+    missing_tail,
+)
 
 
 def entry(seq: int, **changes):
@@ -26,8 +35,8 @@ def chain(n: int):
     prev, out = GENESIS, []
     for seq in range(1, n + 1):
         e = entry(seq)
-        h = link_hash(prev, e)
-        out.append({**e, "prev_hash": prev, "hash": h})
+        h = link_hash(prev, canonical(e))
+        out.append({**e, "entry": canonical(e), "prev_hash": prev, "hash": h})
         prev = h
     return out
 
@@ -49,7 +58,8 @@ def test_every_field_is_covered_by_the_hash():
         ("occurred_at", datetime(2026, 1, 2, tzinfo=UTC)),
         ("correlation_id", "c"),
     ]:
-        assert link_hash(GENESIS, base) != link_hash(GENESIS, {**base, field: value}), field
+        changed = canonical({**base, field: value})
+        assert link_hash(GENESIS, canonical(base)) != link_hash(GENESIS, changed), field
 
 
 def test_intact_chain_has_no_broken_link():
@@ -68,3 +78,58 @@ def test_reordered_entries_are_found():
     rows = chain(4)
     rows[1], rows[2] = rows[2], rows[1]
     assert first_broken_link(rows)[0].tenant_seq == 2
+
+
+def test_columns_that_disagree_with_the_stored_bytes_are_named():
+    row = chain(1)[0]
+    assert columns_unlike_entry(row) == []
+    assert columns_unlike_entry({**row, "actor_id": "mallory", "payload": {}}) == [
+        "actor_id",
+        "payload",
+    ]
+
+
+def test_a_column_edited_behind_intact_bytes_breaks_the_chain_there():
+    rows = chain(4)
+    rows[2] = {**rows[2], "occurred_at": datetime(2020, 1, 1, tzinfo=UTC)}
+    broken = first_broken_link(rows)[0]
+    assert broken.tenant_seq == 3 and "occurred_at" in broken.reason
+
+
+def test_stored_bytes_rewritten_without_their_hash_break_the_chain_there():
+    rows = chain(3)
+    rows[1] = {**rows[1], "entry": rows[1]["entry"].replace(b'"u"', b'"m"')}
+    broken = first_broken_link(rows)[0]
+    assert broken.tenant_seq == 2 and "hash" in broken.reason
+
+
+def checkpoints_of(rows, *counts):
+    return index_checkpoints(Checkpoint(n, rows[n - 1]["hash"]) for n in counts)
+
+
+def test_a_chain_that_holds_every_checkpoint_is_intact():
+    rows = chain(6)
+    assert first_broken_link(rows, checkpoints=checkpoints_of(rows, 2, 6))[0] is None
+    assert missing_tail(6, checkpoints_of(rows, 2, 6)) is None
+
+
+def test_a_recomputed_chain_breaks_at_the_first_checkpoint_it_no_longer_holds():
+    original = chain(6)
+    rewritten = chain(6)  # the same entries...
+    prev = rewritten[2]["prev_hash"]
+    for row in rewritten[2:]:  # ...rewritten from entry 3 on, every hash recomputed
+        row["payload"] = {"forged": True}
+        row["entry"] = canonical(row)
+        row["prev_hash"], row["hash"] = prev, link_hash(prev, row["entry"])
+        prev = row["hash"]
+    assert first_broken_link(rewritten)[0] is None  # consistent in itself
+    broken = first_broken_link(rewritten, checkpoints=checkpoints_of(original, 2, 4, 6))[0]
+    assert broken.tenant_seq == 4 and "checkpoint" in broken.reason
+
+
+def test_entries_a_checkpoint_proves_existed_are_reported_missing():
+    rows = chain(6)
+    cut = missing_tail(4, checkpoints_of(rows, 3, 6))
+    assert cut.tenant_seq == 5 and "5 to 6 are missing" in cut.reason and cut.event_id == ""
+    gone = missing_tail(0, checkpoints_of(rows, 6))
+    assert gone.tenant_seq == 1 and "whole chain" in gone.reason

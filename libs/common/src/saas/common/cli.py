@@ -39,6 +39,7 @@ class ProcessSpec:
     url_key: str  # e.g. IDENTITY_OPS_URL in .devstack/env
     port_env: str  # what a person sets to move it, e.g. GATEWAY_PORT, IDENTITY_OPS_PORT
     order: int = 50  # lower starts first, stops last
+    database_login: str | None = None  # its own login (saas.common.db_roles); None: no database
 
     def build(self) -> ServiceProcess:
         module, _, function = self.target.partition(":")

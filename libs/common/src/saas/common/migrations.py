@@ -50,24 +50,49 @@ def owner_sections(ini: Path) -> list[str]:
     ]
 
 
-def alembic_config(ini: Path, section: str) -> Config:
-    return Config(str(ini), ini_section=section)
+def alembic_config(
+    ini: Path,
+    section: str,
+    *,
+    database_url: str | None = None,
+    connection: Connection | None = None,
+) -> Config:
+    """A section's config; `database_url` (default: DATABASE_URL) says who migrates, and a given
+    `connection` is used as it is (alembic's "sharing a connection" recipe)."""
+    config = Config(str(ini), ini_section=section)
+    if database_url is not None:
+        config.attributes["database_url"] = database_url
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
 
 
-def upgrade_owners(ini: Path, revision: str = "head") -> list[str]:
+def upgrade_owners(
+    ini: Path, revision: str = "head", *, database_url: str | None = None
+) -> list[str]:
     sections = owner_sections(ini)
     for section in sections:
-        command.upgrade(alembic_config(ini, section), revision)
+        command.upgrade(alembic_config(ini, section, database_url=database_url), revision)
     return sections
 
 
-def upgrade_tenant(ini: Path, schema: str, revision: str = "head") -> None:
+def upgrade_tenant(
+    ini: Path,
+    schema: str,
+    revision: str = "head",
+    *,
+    database_url: str | None = None,
+    connection: Connection | None = None,
+) -> None:
     validate_schema_name(schema)
-    command.upgrade(alembic_config(ini, TENANT_SECTION), revision, tag=schema)
+    config = alembic_config(ini, TENANT_SECTION, database_url=database_url, connection=connection)
+    command.upgrade(config, revision, tag=schema)
 
 
-def _engine():
-    settings = DatabaseSettings()
+def _engine(database_url: str | None):
+    settings = (
+        DatabaseSettings() if database_url is None else DatabaseSettings(database_url=database_url)
+    )
     connect_args = engine_options(settings, "saas-migrations")["connect_args"]
     # A migration may take long (a backfill, an index); it still must not wait forever for a lock.
     connect_args["server_settings"]["statement_timeout"] = "0"
@@ -76,29 +101,42 @@ def _engine():
     )
 
 
-def _run(schema: str, *, use_search_path: bool) -> None:
-    quoted = quote_schema(schema)
+def _migrate(connection: Connection, schema: str, *, in_schema: bool) -> None:
+    """Every pending migration of one schema, in one transaction.
 
-    def do_run(connection: Connection) -> None:
+    The transaction starts by creating the schema if needed and, for a tenant (`in_schema`),
+    with `SET LOCAL search_path` to it, so tenant migrations create unqualified tables. The path
+    ends with the transaction: behind PgBouncer in transaction mode the server connection goes
+    back to the pool with its default path, and no statement of the migration can land on
+    another server connection without it, as it could after a session-level SET and a commit.
+    """
+    quoted = quote_schema(schema)
+    with connection.begin():
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
-        if use_search_path:
-            connection.execute(text(f"SET search_path TO {quoted}"))
-        connection.commit()
+        if in_schema:
+            connection.execute(text(f"SET LOCAL search_path TO {quoted}"))
+        # Begun here, so alembic sees an external transaction and runs every step inside it.
         context.configure(
             connection=connection,
             target_metadata=None,
             version_table_schema=schema,
             include_schemas=False,
-            transaction_per_migration=True,
         )
         with context.begin_transaction():
             context.run_migrations()
 
+
+def _run(schema: str, *, in_schema: bool) -> None:
+    attributes = context.config.attributes
+    if attributes.get("connection") is not None:
+        _migrate(attributes["connection"], schema, in_schema=in_schema)
+        return
+
     async def main() -> None:
-        engine = _engine()
+        engine = _engine(attributes.get("database_url"))
         try:
             async with engine.connect() as connection:
-                await connection.run_sync(do_run)
+                await connection.run_sync(_migrate, schema, in_schema=in_schema)
         finally:
             await engine.dispose()
 
@@ -114,7 +152,7 @@ def run_owner_env() -> None:
         raise SystemExit(
             f"[{context.config.config_ini_section}] in alembic.ini needs `schema = ...`"
         )
-    _run(schema, use_search_path=False)
+    _run(schema, in_schema=False)
 
 
 def run_tenant_env() -> None:
@@ -125,4 +163,4 @@ def run_tenant_env() -> None:
     if not tag:
         raise SystemExit("tenant migrations need --tag=tenant_<slug>")
     schema = validate_schema_name(tag)
-    _run(schema, use_search_path=True)
+    _run(schema, in_schema=True)

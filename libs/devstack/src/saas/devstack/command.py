@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from saas.common.cli import discover_processes
+from saas.devstack.database import set_up_logins
 from saas.devstack.servers import EmbeddedStack, StackError, StackPorts
 from saas.devstack.supervisor import Supervisor
 
@@ -68,12 +69,17 @@ def dev(root: Path, ready_timeout: float) -> None:
 
         from saas.common.commands.migrate import release
 
-        click.echo("applying migrations and stream configuration ...")
+        # The given or embedded DATABASE_URL is an administrator: it creates the logins, and
+        # from here on DATABASE_URL is the migration login's (what tools use).
+        click.echo("setting up database logins, migrations and stream configuration ...")
+        logins = set_up_logins(env["DATABASE_URL"], root)
+        env.update(logins.env())
+        os.environ.update(logins.env())
         release(lambda _: None)
 
         specs = discover_processes()
         ports = {s.name: int(os.environ.get(s.port_env, s.default_port)) for s in specs}
-        supervisor = Supervisor(env)
+        supervisor = Supervisor(env, database_urls=logins.urls)
         children = supervisor.start(specs, ports)
         click.echo(f"starting {', '.join(c.spec.name for c in children)} ...")
         supervisor.wait_ready(ready_timeout)

@@ -13,10 +13,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from saas.common.cli import ProcessSpec
+from saas.common.db_roles import LOGINS
 from saas.devstack.servers.base import StackError, die_with_parent, port_is_free
 
 
@@ -32,13 +34,38 @@ class Child:
         return f"http://127.0.0.1:{self.port}"
 
 
-class Supervisor:
-    """Starts each declared process with the shared environment, waits for readiness, stops them."""
+# Database URLs a process must not inherit: each gets only its own login's, as DATABASE_URL.
+DATABASE_SECRETS = ("DATABASE_URL", "DATABASE_ADMIN_URL") + tuple(
+    key for login in LOGINS for key in (login.url_env, login.password_env)
+)
 
-    def __init__(self, env: dict[str, str], *, log_dir: Path | None = None) -> None:
+
+class Supervisor:
+    """Starts each declared process with the shared environment and its own database login,
+    waits for readiness, stops them."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        database_urls: Mapping[str, str],
+        log_dir: Path | None = None,
+    ) -> None:
+        """`database_urls` maps each login name to its URL (`DatabaseLogins.urls`)."""
         self.env = env
+        self.database_urls = database_urls
         self.log_dir = log_dir
         self.children: list[Child] = []
+
+    def process_env(self, spec: ProcessSpec) -> dict[str, str]:
+        """The shared environment without anyone's database secrets, plus the process's own login
+        (as in production, where each Deployment mounts only its own Secret key)."""
+        env = {k: v for k, v in {**os.environ, **self.env}.items() if k not in DATABASE_SECRETS}
+        if spec.database_login is not None:
+            if spec.database_login not in self.database_urls:
+                raise StackError(f"{spec.name} needs the login {spec.database_login}; none given")
+            env["DATABASE_URL"] = self.database_urls[spec.database_login]
+        return env
 
     def start(self, specs: list[ProcessSpec], ports: dict[str, int] | None = None) -> list[Child]:
         ports = ports or {}
@@ -52,8 +79,7 @@ class Supervisor:
             )
         for child in planned:
             env = {
-                **os.environ,
-                **self.env,
+                **self.process_env(child.spec),
                 child.spec.port_env: str(child.port),
                 "OPS_PORT": str(child.port),
             }

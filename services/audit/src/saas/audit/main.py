@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from saas.audit import __version__, handlers
+from saas.audit.checkpoints import CheckpointPublisher
 from saas.audit.cli import AUDIT
 from saas.audit.store import SCHEMA
 from saas.common.events.consumer import EventConsumer
@@ -18,17 +21,20 @@ class AuditSettings(DatabaseSettings, BusSettings, EventSettings):
     # The audit service may only read and append: see migrations/audit/versions/0002.
     database_role: str | None = "audit_writer"
     consumer_batch_size: int = 500
+    # At most this many seconds pass between appending to a chain and checkpointing its head.
+    audit_checkpoint_interval: float = Field(default=5.0, gt=0)
 
 
 def build(settings: AuditSettings | None = None) -> ServiceProcess:
     process = ServiceProcess(AUDIT, __version__, settings or AuditSettings.load())
-    handlers.register(process.responder, process.db)
+    handlers.register(process.responder, process.db, process.bus)
+    checkpoints = process.add(CheckpointPublisher.for_process(process))
     process.add(
         EventConsumer.for_process(
             process,
             schema=SCHEMA,
             durable=CONSUMER,
-            handler=handlers.make_event_handler(process.metrics),
+            handler=handlers.make_event_handler(process.metrics, checkpoints.mark),
         )
     )
     return process

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -12,7 +13,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from saas.audit.chain import CHAINED_FIELDS, GENESIS, first_broken_link, link_hash
+from saas.audit.chain import (
+    CHAINED_FIELDS,
+    GENESIS,
+    BrokenLink,
+    Checkpoint,
+    canonical,
+    first_broken_link,
+    index_checkpoints,
+    link_hash,
+    missing_tail,
+)
 from saas.common.contracts.audit import (
     AuditEntry,
     AuditPage,
@@ -43,6 +54,7 @@ events = sa.Table(
     sa.Column("correlation_id", sa.String),
     sa.Column("data_version", sa.Integer),
     sa.Column("payload", JSONB),
+    sa.Column("entry", sa.LargeBinary),  # the canonical bytes the hash covers
     sa.Column("prev_hash", sa.CHAR(64)),
     sa.Column("hash", sa.CHAR(64)),
     schema=SCHEMA,
@@ -99,15 +111,16 @@ async def append(session: AsyncSession, batch: list[EventEnvelope]) -> int:
         for event in by_tenant[tenant_key]:
             seq += 1
             entry = entry_from_event(event, seq)
-            digest = link_hash(prev, entry)
-            rows.append({**entry, "prev_hash": prev, "hash": digest})
+            stored = canonical(entry)
+            digest = link_hash(prev, stored)
+            rows.append({**entry, "entry": stored, "prev_hash": prev, "hash": digest})
             prev = digest
     if rows:
         await _copy_rows(session, rows)
     return len(rows)
 
 
-COPY_COLUMNS = (*CHAINED_FIELDS, "prev_hash", "hash")
+COPY_COLUMNS = (*CHAINED_FIELDS, "entry", "prev_hash", "hash")
 
 
 async def _copy_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -163,9 +176,24 @@ async def query(session: AsyncSession, q: AuditQuery) -> AuditPage:
     return AuditPage(items=items, next_cursor=next_cursor)
 
 
-async def verify(session: AsyncSession, tenant_id: str) -> AuditVerification:
-    """Walk the tenant's chain page by page and report the first broken link."""
+async def verify(
+    session: AsyncSession, tenant_id: str, *, checkpoints: Sequence[Checkpoint]
+) -> AuditVerification:
+    """Walk the tenant's chain page by page against its `checkpoints` (`checkpoints.read`) and
+    report the first broken link, or the entries a checkpoint proves are missing at its end."""
+    index = index_checkpoints(checkpoints)
     prev, expected, checked, after = GENESIS, 1, 0, 0
+
+    def verdict(broken: BrokenLink | None) -> AuditVerification:
+        report = BrokenLinkReport(**broken.__dict__) if broken is not None else None
+        return AuditVerification(
+            tenant_id=tenant_id,
+            ok=broken is None,
+            checked=checked,
+            checkpoints=len(checkpoints),
+            first_broken=report,
+        )
+
     while True:
         page = (
             (
@@ -180,15 +208,35 @@ async def verify(session: AsyncSession, tenant_id: str) -> AuditVerification:
             .all()
         )
         if not page:
-            return AuditVerification(tenant_id=tenant_id, ok=True, checked=checked)
-        broken, prev, expected = first_broken_link(page, prev_hash=prev, expected_seq=expected)
+            return verdict(missing_tail(checked, index))
+        broken, prev, expected = first_broken_link(
+            page, prev_hash=prev, expected_seq=expected, checkpoints=index
+        )
         if broken is not None:
             checked += sum(1 for r in page if r["tenant_seq"] < broken.tenant_seq)
-            return AuditVerification(
-                tenant_id=tenant_id,
-                ok=False,
-                checked=checked,
-                first_broken=BrokenLinkReport(**broken.__dict__),
-            )
+            return verdict(broken)
         checked += len(page)
         after = page[-1]["tenant_seq"]
+
+
+_ALL_HEADS = sa.text(
+    "SELECT DISTINCT ON (tenant_key) tenant_key AS key, tenant_seq, hash "  # noqa: S608 - a quoted, validated schema
+    f"FROM {quote_schema(SCHEMA)}.events ORDER BY tenant_key, tenant_seq DESC"
+)
+
+
+async def chain_heads(
+    session: AsyncSession, tenant_keys: Iterable[str] | None
+) -> list[tuple[str, Checkpoint]]:
+    """Each named chain's length and last hash (every chain's when `tenant_keys` is None)."""
+    if tenant_keys is None:
+        result = await session.execute(_ALL_HEADS)
+    else:
+        result = await session.execute(_HEADS, {"keys": sorted(tenant_keys)})
+    return [(r.key, Checkpoint(r.tenant_seq, r.hash.strip())) for r in result if r.tenant_seq]
+
+
+async def tenant_keys(session: AsyncSession) -> list[str]:
+    """Every chain in the log, the one of events without a tenant ("") included."""
+    query = sa.select(events.c.tenant_key).distinct().order_by(events.c.tenant_key)
+    return list((await session.execute(query)).scalars())

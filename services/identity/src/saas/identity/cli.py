@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from saas.common import db_roles
 from saas.common.cli import ProcessSpec, service_group
 
 IDENTITY = ProcessSpec(
-    "identity", "saas.identity.main:build", 8001, "IDENTITY_OPS_URL", "IDENTITY_OPS_PORT", order=10
+    "identity",
+    "saas.identity.main:build",
+    8001,
+    "IDENTITY_OPS_URL",
+    "IDENTITY_OPS_PORT",
+    order=10,
+    database_login=db_roles.IDENTITY.name,
 )
 PROCESSES = [IDENTITY]
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from saas.common import db_roles
 from saas.common.cli import ProcessSpec, service_group
 
 TENANCY = ProcessSpec(
-    "tenancy", "saas.tenancy.main:build", 8002, "TENANCY_OPS_URL", "TENANCY_OPS_PORT", order=10
+    "tenancy",
+    "saas.tenancy.main:build",
+    8002,
+    "TENANCY_OPS_URL",
+    "TENANCY_OPS_PORT",
+    order=10,
+    database_login=db_roles.TENANCY.name,
 )
 WORKER = ProcessSpec(
     "tenancy-worker",
@@ -14,6 +21,7 @@ WORKER = ProcessSpec(
     "TENANCY_WORKER_OPS_URL",
     "TENANCY_WORKER_OPS_PORT",
     order=20,
+    database_login=db_roles.TENANCY.name,  # it creates and migrates tenant schemas
 )
 PROCESSES = [TENANCY, WORKER]
 

@@ -22,9 +22,10 @@ from saas.common.migrations import find_alembic_ini, upgrade_owners
 RELEASE_STEPS_GROUP = "saas.release_steps"
 
 
-def release(say: Callable[[str], object] = click.echo) -> None:
-    """Run every release step; `saas migrate`, `saas dev` and the test session all use this."""
-    for section in upgrade_owners(find_alembic_ini()):
+def release(say: Callable[[str], object] = click.echo, *, database_url: str | None = None) -> None:
+    """Run every release step; `saas migrate`, `saas dev` and the test session all use this.
+    The migrations connect as `database_url` (default: DATABASE_URL), the migration login."""
+    for section in upgrade_owners(find_alembic_ini(), database_url=database_url):
         say(f"migrated {section} to head")
     for line in streams.apply():
         say(f"streams: {line}")

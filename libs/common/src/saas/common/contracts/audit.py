@@ -53,12 +53,13 @@ class AuditVerifyRequest(BaseModel):
 
 class BrokenLinkReport(BaseModel):
     tenant_seq: int
-    event_id: str
+    event_id: str  # empty when the entry is missing
     reason: str
 
 
 class AuditVerification(BaseModel):
     tenant_id: str
     ok: bool
-    checked: int
+    checked: int  # entries found intact before the first broken one
+    checkpoints: int = 0  # checkpoints of the chain it was checked against
     first_broken: BrokenLinkReport | None = None

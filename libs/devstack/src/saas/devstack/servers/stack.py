@@ -61,9 +61,11 @@ class EmbeddedStack:
 
     # -- connection settings ------------------------------------------------------------------
     def env(self) -> dict[str, str]:
+        """Where each server is. DATABASE_URL is the superuser's: callers create the logins with
+        it (`saas.devstack.database.set_up_logins`) and give each process its own."""
         p = self.ports
         env = {
-            "DATABASE_URL": postgres.database_url(p.postgres),
+            "DATABASE_URL": postgres.admin_url(self.root, p.postgres),
             "NATS_URL": f"nats://127.0.0.1:{p.nats}",
             "REDIS_URL": f"redis://127.0.0.1:{p.valkey}/0",
             "TEMPORAL_HOST": f"127.0.0.1:{p.temporal}",
