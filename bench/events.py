@@ -108,7 +108,10 @@ async def run(args: argparse.Namespace) -> None:
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
     supervisor = Supervisor(
-        env, database_urls=logins.urls, log_dir=Path(tempfile.mkdtemp(prefix="bench-logs-"))
+        env,
+        database_urls=logins.urls,
+        nats_urls=stack.nats_logins().urls if stack else None,
+        log_dir=Path(tempfile.mkdtemp(prefix="bench-logs-")),
     )
     db = Database.from_settings(DatabaseSettings.load())
     tag = f"bench{int(time.time())}"

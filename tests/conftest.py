@@ -32,9 +32,16 @@ CONNECTION_VARS = ("DATABASE_URL", "NATS_URL", "REDIS_URL", "TEMPORAL_HOST")
 @dataclass(frozen=True)
 class Stack:
     logins: DatabaseLogins
-    nats_url: str
+    nats_url: str  # the operators' user: tests may do anything on the bus
     redis_url: str
     temporal_host: str
+    nats_urls: dict[str, str] | None = None  # each NATS user's URL (embedded NATS only)
+
+    def nats_url_for(self, user: str) -> str:
+        """A service's (or `dev`'s) own NATS URL, with only its permissions."""
+        if self.nats_urls is None:
+            pytest.skip("the given NATS_URL has no per-service users")
+        return self.nats_urls[user]
 
     @property
     def database_admin_url(self) -> str:
@@ -86,7 +93,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     secrets_root = embedded.root if embedded else tmp_path_factory.mktemp("logins")
     logins = set_up_logins(values["DATABASE_URL"], secrets_root)
-    stack = Stack(logins, values["NATS_URL"], values["REDIS_URL"], values["TEMPORAL_HOST"])
+    nats = embedded.nats_logins() if embedded and "NATS_URL" not in given else None
+    stack = Stack(
+        logins,
+        values["NATS_URL"],
+        values["REDIS_URL"],
+        values["TEMPORAL_HOST"],
+        nats.urls if nats else None,
+    )
     os.environ.update(stack.env())
     release(lambda _: None, database_url=logins.url(MIGRATE.name))
     try:

@@ -36,16 +36,24 @@ WANTED = {"identity", "audit"}
 
 
 class Processes:
-    def __init__(self, env: dict[str, str], database_urls: dict[str, str], log_dir) -> None:
+    def __init__(
+        self, env: dict[str, str], database_urls: dict[str, str], nats_urls, log_dir
+    ) -> None:
         self.env = env
         self.database_urls = database_urls
+        self.nats_urls = nats_urls
         self.log_dir = log_dir
         self.specs = {s.name: s for s in discover_processes() if s.name in WANTED}
         self.ports = {name: free_port() for name in self.specs}
         self.supervisors: list[Supervisor] = []
 
     def start(self, name: str) -> Child:
-        supervisor = Supervisor(self.env, database_urls=self.database_urls, log_dir=self.log_dir)
+        supervisor = Supervisor(
+            self.env,
+            database_urls=self.database_urls,
+            nats_urls=self.nats_urls,
+            log_dir=self.log_dir,
+        )
         (child,) = supervisor.start([self.specs[name]], {name: self.ports[name]})
         supervisor.wait_ready(60)
         self.supervisors.append(supervisor)
@@ -67,7 +75,7 @@ def processes(stack, tmp_path_factory) -> Iterator[Processes]:
         "AUDIT_CHECKPOINT_INTERVAL": "0.2",
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
-    procs = Processes(env, stack.database_urls, tmp_path_factory.mktemp("logs"))
+    procs = Processes(env, stack.database_urls, stack.nats_urls, tmp_path_factory.mktemp("logs"))
     procs.children = {name: procs.start(name) for name in ("identity", "audit")}
     yield procs
     procs.stop_all()

@@ -82,7 +82,12 @@ def running(stack, nats_server, tmp_path) -> Iterator[Running]:
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
     specs = [s for s in discover_processes() if s.name in SERVICES]
-    supervisor = Supervisor(env, database_urls=stack.database_urls, log_dir=tmp_path / "logs")
+    supervisor = Supervisor(
+        env,
+        database_urls=stack.database_urls,
+        nats_urls=nats_server.urls(port=proxy.port),
+        log_dir=tmp_path / "logs",
+    )
     children = supervisor.start(specs, {s.name: free_port() for s in specs})
     try:
         supervisor.wait_ready(60)

@@ -28,7 +28,10 @@ def running(stack, tmp_path_factory) -> Iterator[dict[str, Child]]:
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
     }
     supervisor = Supervisor(
-        env, database_urls=stack.database_urls, log_dir=tmp_path_factory.mktemp("logs")
+        env,
+        database_urls=stack.database_urls,
+        nats_urls=stack.nats_urls,
+        log_dir=tmp_path_factory.mktemp("logs"),
     )
     specs = discover_processes()
     children = supervisor.start(specs, {s.name: free_port() for s in specs})

@@ -37,7 +37,15 @@ class PrivateNats:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.ports.nats}"
+        """The operators' user: tests may do anything."""
+        return self.urls()["ops"]
+
+    def urls(self, port: int | None = None) -> dict[str, str]:
+        """Each user's URL, optionally through another port (a proxy in front of the server)."""
+        urls = EmbeddedStack(self.root, self.ports).nats_logins().urls
+        if port is None:
+            return urls
+        return {u: url.replace(f":{self.ports.nats}", f":{port}") for u, url in urls.items()}
 
     def start(self) -> None:
         self._stack = EmbeddedStack(self.root, self.ports)

@@ -39,6 +39,7 @@ SAFE_PRODUCTION = {
     "DATABASE_SSL_MODE": "verify-full",
     "DEBUG": "false",
     "EVENTS_REPLICAS": "3",
+    "NATS_URL": "tls://identity:s3cret@nats:4222",
 }
 
 
@@ -73,7 +74,7 @@ def test_production_names_every_problem_at_once(env):
     with pytest.raises(InsecureConfigurationError) as caught:
         Settings.load()
     problems = "\n".join(caught.value.problems)
-    assert len(caught.value.problems) == 6
+    assert len(caught.value.problems) == 8
     for needle in (
         "JWT_SECRET_KEY",
         "DEBUG",
@@ -81,6 +82,8 @@ def test_production_names_every_problem_at_once(env):
         "DATABASE_SSL_MODE",
         "CORS_ORIGINS",
         "EVENTS_REPLICAS",
+        "NATS_URL has no user",
+        "NATS_URL is not tls",
     ):
         assert needle in problems
 
@@ -137,7 +140,7 @@ def test_audit_starts_in_production_with_only_database_and_nats_settings(env):
         APP_ENV="production",
         DATABASE_URL="postgres://audit@db:5432/saas",
         DATABASE_SSL_MODE="verify-full",
-        NATS_URL="nats://nats:4222",
+        NATS_URL="tls://audit:s3cret@nats:4222",
         EVENTS_REPLICAS="3",
     )
     settings = AuditSettings.load()  # no JWT_SECRET_KEY, no REDIS_URL: audit reads neither
@@ -148,10 +151,16 @@ def test_audit_starts_in_production_with_only_database_and_nats_settings(env):
 def test_each_process_is_refused_only_for_what_it_uses(env):
     env(APP_ENV="production", DEBUG="true", CORS_ORIGINS="*", CORS_ALLOW_CREDENTIALS="true")
     expected = {
-        AuditSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS"},
-        WorkerSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS"},
-        IdentitySettings: {"DEBUG", "DATABASE_SSL_MODE", "JWT_SECRET_KEY", "EVENTS_REPLICAS"},
-        GatewaySettings: {"DEBUG", "REDIS_URL", "CORS_ORIGINS"},
+        AuditSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS", "NATS_URL"},
+        WorkerSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS", "NATS_URL"},
+        IdentitySettings: {
+            "DEBUG",
+            "DATABASE_SSL_MODE",
+            "JWT_SECRET_KEY",
+            "EVENTS_REPLICAS",
+            "NATS_URL",
+        },
+        GatewaySettings: {"DEBUG", "REDIS_URL", "CORS_ORIGINS", "NATS_URL"},
     }
     for settings_class, names in expected.items():
         with pytest.raises(InsecureConfigurationError) as caught:
@@ -173,3 +182,18 @@ def test_a_group_is_checked_once_however_it_is_inherited(env):
         "DATABASE_SSL_MODE",
         "JWT_SECRET_KEY",
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("nats://nats:4222", "no user and password"),
+        ("tls://nats:4222", "no user and password"),
+        ("nats://gateway:pw@nats:4222", "is not tls"),
+    ],
+)
+def test_production_refuses_nats_without_credentials_or_tls(env, url, needle):
+    env(**{**SAFE_PRODUCTION, "NATS_URL": url})
+    with pytest.raises(InsecureConfigurationError) as caught:
+        Settings.load()
+    assert any(needle in p for p in caught.value.problems)

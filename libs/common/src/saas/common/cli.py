@@ -18,6 +18,7 @@ import click
 from pydantic import ValidationError
 
 from saas.common import __version__
+from saas.common.bus.access import BusAccess
 from saas.common.settings import InsecureConfigurationError
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class ProcessSpec:
     port_env: str  # what a person sets to move it, e.g. GATEWAY_PORT, IDENTITY_OPS_PORT
     order: int = 50  # lower starts first, stops last
     database_login: str | None = None  # its own login (saas.common.db_roles); None: no database
+    bus: BusAccess | None = None  # its NATS user and what it may do (saas.common.bus.access)
 
     def build(self) -> ServiceProcess:
         module, _, function = self.target.partition(":")

@@ -109,7 +109,9 @@ class ServiceProcess:
             self._db = Database.from_settings(s, application_name=self.name)
             self.health.add("database", self._db.ping)
         if isinstance(s, BusSettings):
-            self._bus = Bus(s.nats_url, name=f"{self.name}@{self.instance}")
+            self._bus = Bus(
+                s.nats_url, name=f"{self.name}@{self.instance}", tls_ca_file=s.nats_tls_ca_file
+            )
             self._client = BusClient(self._bus, timeout=s.bus_request_timeout, metrics=self.metrics)
             self.health.add("nats", self._bus.check)
             self.health.add_liveness("nats", lambda: self._bus is None or self._bus.alive)

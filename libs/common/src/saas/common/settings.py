@@ -18,6 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -151,10 +152,25 @@ class DatabaseSettings(Settings):
 
 
 class BusSettings(Settings):
-    """NATS: where it is and how long a request to another service may take."""
+    """NATS: where it is, who this process is there, and how long a request may take."""
 
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="nats:// or tls:// URL, with the process's user and password in it",
+    )
+    nats_tls_ca_file: str | None = Field(default=None, description="CA bundle for tls:// URLs")
     bus_request_timeout: float = Field(default=5.0, gt=0)
+
+    def production_checks(self) -> list[str]:
+        parts = urlsplit(self.nats_url)
+        problems = []
+        if not parts.username or not parts.password:
+            problems.append("NATS_URL has no user and password: every process must authenticate")
+        if parts.scheme != "tls":
+            problems.append(
+                "NATS_URL is not tls://: credentials and events must not cross in clear"
+            )
+        return problems
 
 
 class EventSettings(Settings):

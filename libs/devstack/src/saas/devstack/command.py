@@ -60,6 +60,8 @@ def dev(root: Path, ready_timeout: float) -> None:
             click.echo(f"starting embedded {', '.join(sorted(missing))} in {root} ...")
             stack.start(only=missing)
         env = {var: os.environ.get(var) or stack.env()[var] for var in SERVER_FOR}
+        # The embedded NATS has a user per service; a given one is used as it is by everyone.
+        nats = stack.nats_logins() if "nats" in missing else None
         env["TEMPORAL_UI_URL"] = os.environ.get("TEMPORAL_UI_URL") or stack.env().get(
             "TEMPORAL_UI_URL", ""
         )
@@ -75,11 +77,15 @@ def dev(root: Path, ready_timeout: float) -> None:
         logins = set_up_logins(env["DATABASE_URL"], root)
         env.update(logins.env())
         os.environ.update(logins.env())
-        release(lambda _: None)
+        release(lambda _: None)  # with NATS_URL still the operators' user: it configures streams
+        if nats is not None:
+            env.update(nats.env())  # from here on, NATS_URL is the developers' reader
 
         specs = discover_processes()
         ports = {s.name: int(os.environ.get(s.port_env, s.default_port)) for s in specs}
-        supervisor = Supervisor(env, database_urls=logins.urls)
+        supervisor = Supervisor(
+            env, database_urls=logins.urls, nats_urls=nats.urls if nats else None
+        )
         children = supervisor.start(specs, ports)
         click.echo(f"starting {', '.join(c.spec.name for c in children)} ...")
         supervisor.wait_ready(ready_timeout)

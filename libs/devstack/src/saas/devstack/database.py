@@ -10,31 +10,18 @@ process holding one login's URL cannot act as another.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from saas.common.db_roles import LOGINS, MIGRATE, bootstrap_roles, login_url
+from saas.devstack.secrets import kept_passwords
 
 SUPERUSER = "postgres"
-PASSWORDS_FILE = Path("secrets") / "postgres.json"
 
 
 def passwords(root: Path) -> dict[str, str]:
-    """The superuser's and every login's password, generated on first use and kept (mode 0600)."""
-    path = root / PASSWORDS_FILE
-    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    missing = {SUPERUSER, *(login.name for login in LOGINS)} - known.keys()
-    if missing:
-        known |= {name: secrets.token_urlsafe(24) for name in sorted(missing)}
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fresh = path.with_suffix(".tmp")
-        fresh.write_text(json.dumps(known, indent=2, sort_keys=True))
-        fresh.chmod(0o600)
-        os.replace(fresh, path)
-    return known
+    """The superuser's and every login's password, generated on first use and kept."""
+    return kept_passwords(root, "postgres", [SUPERUSER, *(login.name for login in LOGINS)])
 
 
 @dataclass(frozen=True)

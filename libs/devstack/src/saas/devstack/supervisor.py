@@ -40,20 +40,28 @@ DATABASE_SECRETS = ("DATABASE_URL", "DATABASE_ADMIN_URL") + tuple(
 )
 
 
+# NATS URLs a process must not inherit: each gets only its own user's, as NATS_URL.
+NATS_SECRETS = ("NATS_URL", "NATS_OPS_URL")
+
+
 class Supervisor:
-    """Starts each declared process with the shared environment and its own database login,
-    waits for readiness, stops them."""
+    """Starts each declared process with the shared environment and its own database login and
+    NATS user, waits for readiness, stops them."""
 
     def __init__(
         self,
         env: dict[str, str],
         *,
         database_urls: Mapping[str, str],
+        nats_urls: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
     ) -> None:
-        """`database_urls` maps each login name to its URL (`DatabaseLogins.urls`)."""
+        """`database_urls` maps each login name to its URL (`DatabaseLogins.urls`); `nats_urls`
+        each NATS user to its URL (`NatsLogins.urls`; None: everyone uses the env's NATS_URL,
+        as when the developer points at a NATS server of their own)."""
         self.env = env
         self.database_urls = database_urls
+        self.nats_urls = nats_urls
         self.log_dir = log_dir
         self.children: list[Child] = []
 
@@ -65,6 +73,12 @@ class Supervisor:
             if spec.database_login not in self.database_urls:
                 raise StackError(f"{spec.name} needs the login {spec.database_login}; none given")
             env["DATABASE_URL"] = self.database_urls[spec.database_login]
+        if self.nats_urls is not None:
+            env = {k: v for k, v in env.items() if k not in NATS_SECRETS}
+            if spec.bus is not None:
+                if spec.bus.user not in self.nats_urls:
+                    raise StackError(f"{spec.name} needs the NATS user {spec.bus.user}; none given")
+                env["NATS_URL"] = self.nats_urls[spec.bus.user]
         return env
 
     def start(self, specs: list[ProcessSpec], ports: dict[str, int] | None = None) -> list[Child]:

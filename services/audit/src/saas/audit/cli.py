@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from saas.common import db_roles
+from saas.common.bus.access import BusAccess
 from saas.common.cli import ProcessSpec, service_group
 
 AUDIT = ProcessSpec(
@@ -15,6 +16,13 @@ AUDIT = ProcessSpec(
     "AUDIT_OPS_PORT",
     order=10,
     database_login=db_roles.AUDIT.name,
+    bus=BusAccess(
+        "audit",
+        calls=("svc.identity.jwks", "svc.identity.internal.role"),
+        consumes=("audit",),
+        publishes=("audit.checkpoint.>",),
+        streams_read=("AUDIT_CHECKPOINTS",),
+    ),
 )
 PROCESSES = [AUDIT]
 

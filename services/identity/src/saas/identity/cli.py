@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from saas.common import db_roles
+from saas.common.bus.access import BusAccess
 from saas.common.cli import ProcessSpec, service_group
 
 IDENTITY = ProcessSpec(
@@ -13,6 +14,7 @@ IDENTITY = ProcessSpec(
     "IDENTITY_OPS_PORT",
     order=10,
     database_login=db_roles.IDENTITY.name,
+    bus=BusAccess("identity", events_of="identity", consumes=("identity-mail", "identity-tenants")),
 )
 PROCESSES = [IDENTITY]
 

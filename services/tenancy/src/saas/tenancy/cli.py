@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from saas.common import db_roles
+from saas.common.bus.access import BusAccess
 from saas.common.cli import ProcessSpec, service_group
 
+# The service and its worker share one NATS user: they publish tenancy's events and ask identity
+# for memberships.
+BUS = BusAccess(
+    "tenancy", events_of="tenancy", calls=("svc.identity.jwks", "svc.identity.internal.>")
+)
 TENANCY = ProcessSpec(
     "tenancy",
     "saas.tenancy.main:build",
@@ -13,6 +19,7 @@ TENANCY = ProcessSpec(
     "TENANCY_OPS_PORT",
     order=10,
     database_login=db_roles.TENANCY.name,
+    bus=BUS,
 )
 WORKER = ProcessSpec(
     "tenancy-worker",
@@ -22,6 +29,7 @@ WORKER = ProcessSpec(
     "TENANCY_WORKER_OPS_PORT",
     order=20,
     database_login=db_roles.TENANCY.name,  # it creates and migrates tenant schemas
+    bus=BUS,
 )
 PROCESSES = [TENANCY, WORKER]
 

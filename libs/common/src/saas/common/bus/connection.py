@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from saas.common.bus.access import inbox_prefix
 from saas.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -39,9 +42,12 @@ DEAD_AFTER = 30.0  # seconds a broken client may stay broken before liveness fai
 class Bus:
     """Owns the process's NATS connection; reconnects forever, logs state changes."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, *, tls_ca_file: str | None = None) -> None:
+        """`url` may carry the user and password (`nats://identity:secret@nats:4222`; `tls://`
+        for TLS, checked against the system's CAs or `tls_ca_file`)."""
         self.url = url
         self.name = name
+        self.tls_ca_file = tls_ca_file
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._closing = False
@@ -60,9 +66,18 @@ class Bus:
             if not self._closing:
                 log.warning("nats error", error=str(exc))
 
+        server, user, password = split_credentials(self.url)
+        tls = None
+        if urlsplit(server).scheme == "tls":
+            tls = ssl.create_default_context(cafile=self.tls_ca_file)
         nc = await nats.connect(
-            servers=[self.url],
+            servers=[server],
             name=self.name,
+            # Given once, not in the URL, so servers discovered in a cluster get them too.
+            user=user,
+            password=password,
+            inbox_prefix=inbox_prefix(user),  # its user may subscribe to nothing else
+            tls=tls,
             connect_timeout=connect_timeout,
             # Give up the first connection quickly, so the caller retries it with its own backoff
             # (and can be cancelled by SIGTERM); once connected, reconnect forever. nats-py has one
@@ -81,7 +96,7 @@ class Bus:
         self._nc = nc
         self._js = nc.jetstream()
         self._watchdog = asyncio.create_task(self._watch(nc), name="nats-watchdog")
-        log.info("nats connected", url=self.url)
+        log.info("nats connected", url=server, user=user)
 
     @property
     def nc(self) -> NATS:
@@ -134,6 +149,18 @@ class Bus:
             self._watchdog.cancel()
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """The server URL without credentials, the user and the password (URL-decoded)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None, None
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    plain = urlunsplit(parts._replace(netloc=netloc))
+    return plain, unquote(parts.username), unquote(parts.password or "") or None
 
 
 def _reading(nc: NATS) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from saas.devstack.database import PASSWORDS_FILE, SUPERUSER, passwords
+from saas.devstack.database import SUPERUSER, passwords
 from saas.devstack.servers.base import Server, StackError, package_dir
 
 PG_SYSTEM_USER = "saas_postgres"
@@ -48,7 +48,7 @@ def postgres_server(root: Path, port: int, *, durable: bool) -> Server:
     binaries = bin_dir()
     data = root / "postgres"
     user = None
-    if (data / "PG_VERSION").exists() and not (root / PASSWORDS_FILE).exists():
+    if (data / "PG_VERSION").exists() and not (root / "secrets" / "postgres.json").exists():
         raise StackError(
             f"{data} was created before the local stack had password logins; stop `make dev`, "
             f"delete {data} (local data only) and start again"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from saas.devstack.servers import postgres
 from saas.devstack.servers.base import Server, StackError, free_port, port_is_free
-from saas.devstack.servers.nats import nats_server
+from saas.devstack.servers.nats import NatsLogins, nats_logins, nats_server
 from saas.devstack.servers.temporal import temporal_server
 from saas.devstack.servers.valkey import valkey_server
 
@@ -60,13 +60,18 @@ class EmbeddedStack:
         self.servers: list[Server] = []
 
     # -- connection settings ------------------------------------------------------------------
+    def nats_logins(self) -> NatsLogins:
+        """Each NATS user's URL: a process gets its own, tools `dev` or `ops`."""
+        return nats_logins(self.root, self.ports.nats)
+
     def env(self) -> dict[str, str]:
         """Where each server is. DATABASE_URL is the superuser's: callers create the logins with
-        it (`saas.devstack.database.set_up_logins`) and give each process its own."""
+        it (`saas.devstack.database.set_up_logins`) and give each process its own. NATS_URL is
+        the operators' user (`nats_logins` has everyone's)."""
         p = self.ports
         env = {
             "DATABASE_URL": postgres.admin_url(self.root, p.postgres),
-            "NATS_URL": f"nats://127.0.0.1:{p.nats}",
+            "NATS_URL": self.nats_logins().ops_url,
             "REDIS_URL": f"redis://127.0.0.1:{p.valkey}/0",
             "TEMPORAL_HOST": f"127.0.0.1:{p.temporal}",
         }
