@@ -154,3 +154,15 @@ async def test_queue_group_spreads_requests_across_replicas(bus: Bus, client, ta
         assert {r.text[-1] for r in after} == {"b"}  # failover: the remaining replica answers all
     finally:
         await second.stop_taking_requests()
+
+
+async def test_one_jetstream_context_per_connection(stack):
+    bus = Bus(stack.nats_url, name="tests")
+    await bus.connect()
+    first = bus.js
+    assert bus.js is first  # every use shares it, and with it one reply inbox
+    await bus.close()
+    await bus.connect()  # a new connection object gets a context of its own
+    assert bus.js is not first
+    assert bus.js._nc is bus.nc
+    await bus.close()

@@ -174,3 +174,19 @@ async def test_nats_outage_loses_nothing_and_keeps_order_per_tenant(db, outbox, 
     assert_in_order_per_tenant(stream)
     assert relay.failures.labels(outbox.schema)._value.get() > 0  # it did notice the outage
     await bus.close()
+
+
+async def test_many_batches_reuse_one_ack_subscription_and_leak_no_task(db, outbox, nats_server):
+    bus = await connect(nats_server.url)
+    relay = OutboxRelay(db, bus, outbox.schema, batch_size=5)
+    await write_events(db, outbox, [project_event("tl", 0)])
+    assert await relay.relay_once() == 1  # the first batch sets up what every batch shares
+    subscriptions, tasks = len(bus.nc._subs), len(asyncio.all_tasks())
+    await write_events(db, outbox, [project_event(f"tl{n % 3}", n) for n in range(1, 301)])
+    batches = 0
+    while await relay.relay_once():
+        batches += 1
+    assert batches == 60
+    assert len(bus.nc._subs) == subscriptions
+    assert len(asyncio.all_tasks()) == tasks
+    await bus.close()

@@ -18,6 +18,7 @@ class Bus:
         self.url = url
         self.name = name
         self._nc: NATS | None = None
+        self._js: tuple[NATS, JetStreamContext] | None = None
         self._closing = False
 
     async def connect(self, *, connect_timeout: float = 5.0) -> None:
@@ -57,7 +58,15 @@ class Bus:
 
     @property
     def js(self) -> JetStreamContext:
-        return self.nc.jetstream()
+        """The connection's one JetStream context.
+
+        A context subscribes its own reply inbox on its first `publish_async` (a subscription and
+        a task that live as long as the connection), so a context per use would leak one per use.
+        It is made again only when the connection object is a new one."""
+        nc = self.nc
+        if self._js is None or self._js[0] is not nc:
+            self._js = (nc, nc.jetstream())
+        return self._js[1]
 
     @property
     def is_connected(self) -> bool:
