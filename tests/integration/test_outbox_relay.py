@@ -190,3 +190,27 @@ async def test_many_batches_reuse_one_ack_subscription_and_leak_no_task(db, outb
     assert len(bus.nc._subs) == subscriptions
     assert len(asyncio.all_tasks()) == tasks
     await bus.close()
+
+
+async def test_stop_publishes_what_the_last_requests_committed(
+    db, outbox, nats_server, monkeypatch
+):
+    async def no_listen():
+        raise ConnectionError("LISTEN is unavailable (a pooler in transaction mode)")
+
+    monkeypatch.setattr(db, "connect_raw", no_listen)
+    bus = await connect(nats_server.url)
+    relay = OutboxRelay(db, bus, outbox.schema, poll_interval=60.0)
+    first = [project_event("ts", n) for n in range(10)]
+    await write_events(db, outbox, first)
+    await relay.start()
+    deadline = time.monotonic() + 10
+    while await unsent(db, outbox):  # published, and the relay has gone to sleep for a minute
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    last = [project_event("ts", n) for n in range(10, 30)]
+    await write_events(db, outbox, last, per_tx=5)  # the last requests before SIGTERM
+    await relay.stop()
+    assert await unsent(db, outbox) == 0
+    assert [e.id for e in await read_stream(bus)] == [e.id for e in first + last]
+    await bus.close()

@@ -164,12 +164,30 @@ class OutboxRelay(Component):
         self._task = asyncio.create_task(self.run(), name=self.name)
 
     async def stop(self) -> None:
+        """Stop the loop, then publish what is committed: the frame calls this after in-flight
+        requests have finished, and their events should not wait for the next start."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await self._task
+            self._task = None
+            await self._last_pass()
         if self._listener is not None:
             await self._listener.close()
+            self._listener = None
+
+    async def _last_pass(self) -> None:
+        """Drain the outbox once, within the publish timeout; what is left waits for the next start."""
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                while await self.relay_once() >= self.batch_size:
+                    pass
+        except Exception as exc:  # NATS or the database is away, or time is up: nothing is lost
+            log.warning(
+                "outbox relay stopped before publishing everything",
+                schema=self.schema,
+                error=repr(exc),
+            )
 
     async def run(self) -> None:
         failures = 0
