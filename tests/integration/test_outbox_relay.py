@@ -4,64 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from saas.common.db import Database
-from saas.common.events import parse_event
 from saas.common.events.outbox import Outbox
 from saas.common.events.relay import OutboxRelay
-from saas.common.events.stream import EVENTS_STREAM
 from saas.common.metrics import Metrics
-from tests.support.events import connect, project_event, scratch_schema, write_events
+from tests.support.events import (
+    assert_in_order_per_tenant,
+    connect,
+    project_event,
+    read_stream,
+    scratch_schema,
+    unsent,
+    write_events,
+)
 
 
 @pytest.fixture
 async def outbox(db) -> Outbox:
     return Outbox(await scratch_schema(db))
-
-
-async def read_stream(bus, tenant_prefix: str = "") -> list:
-    """Every event in the EVENTS stream, in stream order."""
-    info = await bus.js.stream_info(EVENTS_STREAM)
-    total = info.state.messages
-    if total == 0:
-        return []
-    sub = await bus.js.pull_subscribe(
-        "",
-        stream=EVENTS_STREAM,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, filter_subjects=["project.>"]),
-    )
-    out = []
-    while len(out) < total:
-        try:
-            msgs = await sub.fetch(min(500, total - len(out)), timeout=2)
-        except Exception:
-            break
-        for m in msgs:
-            out.append(parse_event(m.data))
-            await m.ack()
-    await sub.unsubscribe()
-    return [e for e in out if (e.tenant_id or "").startswith(tenant_prefix)]
-
-
-def assert_in_order_per_tenant(events) -> None:
-    positions: dict[str, list[int]] = defaultdict(list)
-    for e in events:
-        positions[e.tenant_id].append(int(e.data["project_id"].split(":")[1]))
-    for tenant, seen in positions.items():
-        assert seen == sorted(seen), f"{tenant} out of order"
-
-
-async def unsent(db: Database, outbox: Outbox) -> int:
-    async with db.session() as session:
-        from sqlalchemy import func, select
-
-        return (
-            await session.execute(select(func.count()).where(outbox.table.c.sent_at.is_(None)))
-        ).scalar_one()
 
 
 async def test_relay_publishes_in_order_and_marks_sent(db, outbox, nats_server):

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from pathlib import Path
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import text
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from sqlalchemy import func, select, text
 
 from saas.common.bus import Bus
 from saas.common.db import Database
-from saas.common.events import Actor, EventEnvelope, new_event
+from saas.common.events import Actor, EventEnvelope, new_event, parse_event
 from saas.common.events.catalogue import ProjectCreated
 from saas.common.events.outbox import Outbox
-from saas.common.events.stream import ensure_streams
+from saas.common.events.stream import EVENTS_STREAM, ensure_streams
 from saas.common.events.tables import create_outbox_v1, create_processed_v1
 from saas.common.settings import EventSettings
 from saas.devstack.servers import EmbeddedStack, StackPorts
@@ -80,3 +82,42 @@ async def write_events(
     for i in range(0, len(events), per_tx):
         async with db.session() as session:
             await outbox.add(session, *events[i : i + per_tx])
+
+
+async def read_stream(bus, tenant_prefix: str = "") -> list:
+    """Every event in the EVENTS stream, in stream order."""
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    total = info.state.messages
+    if total == 0:
+        return []
+    sub = await bus.js.pull_subscribe(
+        "",
+        stream=EVENTS_STREAM,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, filter_subjects=["project.>"]),
+    )
+    out = []
+    while len(out) < total:
+        try:
+            msgs = await sub.fetch(min(500, total - len(out)), timeout=2)
+        except Exception:
+            break
+        for m in msgs:
+            out.append(parse_event(m.data))
+            await m.ack()
+    await sub.unsubscribe()
+    return [e for e in out if (e.tenant_id or "").startswith(tenant_prefix)]
+
+
+def assert_in_order_per_tenant(events) -> None:
+    positions: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        positions[e.tenant_id].append(int(e.data["project_id"].split(":")[1]))
+    for tenant, seen in positions.items():
+        assert seen == sorted(seen), f"{tenant} out of order"
+
+
+async def unsent(db: Database, outbox: Outbox) -> int:
+    async with db.session() as session:
+        return (
+            await session.execute(select(func.count()).where(outbox.table.c.sent_at.is_(None)))
+        ).scalar_one()
