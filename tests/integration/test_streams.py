@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import nats.js.errors
 import pytest
 
@@ -32,4 +34,14 @@ async def test_a_subject_outside_the_catalogue_is_refused_by_the_server(nats_ser
     bus = await connect(nats_server.url)
     with pytest.raises(nats.js.errors.NoStreamResponseError):
         await bus.js.publish("payment.captured", b"{}", timeout=1)
+    await bus.close()
+
+
+async def test_an_error_ack_reaches_the_publishers_future(nats_server):
+    bus = await connect(nats_server.url)
+    await ensure_streams(bus.js, EventSettings.load(events_max_msg_bytes=1024))
+    ack = await bus.js.publish_async("project.created", b"x" * 2048, stream=EVENTS_STREAM)
+    with pytest.raises(nats.js.errors.APIError) as refused:
+        await asyncio.wait_for(ack, timeout=5)  # not left pending until the caller gives up
+    assert refused.value.err_code == 10054  # message size exceeds maximum allowed
     await bus.close()

@@ -6,6 +6,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from saas.common.bus.jetstream import JetStream
 from saas.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -65,7 +66,7 @@ class Bus:
         It is made again only when the connection object is a new one."""
         nc = self.nc
         if self._js is None or self._js[0] is not nc:
-            self._js = (nc, nc.jetstream())
+            self._js = (nc, JetStream(nc))
         return self._js[1]
 
     @property
