@@ -17,7 +17,7 @@ from saas.common.events import Actor, EventEnvelope, new_event, parse_event
 from saas.common.events.catalogue import ProjectCreated
 from saas.common.events.outbox import Outbox
 from saas.common.events.stream import EVENTS_STREAM, ensure_streams
-from saas.common.events.tables import create_outbox_v1, create_processed_v1
+from saas.common.events.tables import create_outbox_v1, create_processed_v1, upgrade_outbox_v2
 from saas.common.settings import EventSettings
 from saas.devstack.servers import EmbeddedStack, StackPorts
 
@@ -60,6 +60,7 @@ async def scratch_schema(db: Database) -> str:
         def ddl(sync_conn) -> None:
             op = Operations(MigrationContext.configure(sync_conn))
             create_outbox_v1(op, schema)
+            upgrade_outbox_v2(op, schema)
             create_processed_v1(op, schema)
 
         await conn.run_sync(ddl)
