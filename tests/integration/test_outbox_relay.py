@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from sqlalchemy import text
 
 from saas.common.events.outbox import Outbox
 from saas.common.events.relay import OutboxRelay
@@ -106,8 +107,15 @@ async def test_two_replicas_publish_each_event_once_in_order_per_tenant(db, outb
 
 async def test_nats_outage_loses_nothing_and_keeps_order_per_tenant(db, outbox, nats_server):
     bus = await connect(nats_server.url)
+    # One attempt is all a row gets: an outage misjudged as a row's fault would quarantine it.
     relay = OutboxRelay(
-        db, bus, outbox.schema, batch_size=100, poll_interval=0.1, publish_timeout=2.0
+        db,
+        bus,
+        outbox.schema,
+        batch_size=100,
+        poll_interval=0.1,
+        publish_timeout=2.0,
+        max_attempts=1,
     )
     await relay.start()
     n = 0
@@ -135,6 +143,11 @@ async def test_nats_outage_loses_nothing_and_keeps_order_per_tenant(db, outbox, 
     assert len({e.id for e in stream}) == 250
     assert_in_order_per_tenant(stream)
     assert relay.failures.labels(outbox.schema)._value.get() > 0  # it did notice the outage
+    async with db.session() as session:
+        counted = await session.execute(
+            text(f'SELECT count(*) FROM "{outbox.schema}".outbox WHERE attempts > 0')  # noqa: S608
+        )
+        assert counted.scalar_one() == 0  # the outage was nobody's fault
     await bus.close()
 
 
@@ -175,4 +188,23 @@ async def test_stop_publishes_what_the_last_requests_committed(
     await relay.stop()
     assert await unsent(db, outbox) == 0
     assert [e.id for e in await read_stream(bus)] == [e.id for e in first + last]
+    await bus.close()
+
+
+async def test_batches_during_an_outage_leave_nothing_pending_in_the_client(
+    db, outbox, nats_server
+):
+    bus = await connect(nats_server.url)
+    bus.nc._max_pending_size = 1024  # the reconnect buffer fills at once, as in a long outage
+    relay = OutboxRelay(db, bus, outbox.schema, publish_timeout=1.0)
+    await write_events(db, outbox, [project_event("tp", n) for n in range(20)])
+    nats_server.stop()
+    deadline = time.monotonic() + 10
+    while bus.nc.is_connected:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    for _ in range(3):
+        assert await relay.relay_once() == 0
+    assert bus.js.publish_async_pending() == 0  # no ack future left behind, no permit taken
+    nats_server.start()
     await bus.close()
