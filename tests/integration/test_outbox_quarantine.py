@@ -7,12 +7,17 @@ being declared with a limit below what services write.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from click.testing import CliRunner
 from sqlalchemy import insert, text
 
 from saas.common.bus import Bus
+from saas.common.commands.events import events
 from saas.common.db import Database
 from saas.common.events import Actor, EventEnvelope, new_event
 from saas.common.events.catalogue import ProjectCreated
@@ -95,6 +100,21 @@ async def outbox_rows(db: Database, outbox: Outbox) -> dict[str, dict]:
         return {r.event_id: r._asdict() for r in rows}
 
 
+async def eventually(read, expected, timeout: float = 20.0) -> None:
+    """Wait until `await read()` gives `expected`."""
+    deadline = time.monotonic() + timeout
+    while (value := await read()) != expected:
+        assert time.monotonic() < deadline, f"still {value!r}, expected {expected!r}"
+        await asyncio.sleep(0.05)
+
+
+def saas_outbox(*args: str) -> str:
+    """`saas events outbox ...`, as an operator runs it (DATABASE_URL is the session's)."""
+    result = CliRunner().invoke(events, ["outbox", *args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
 def gauge(metrics: Metrics, name: str, schema: str) -> float | None:
     return metrics.registry.get_sample_value(f"saas_{name}", {"schema": schema})
 
@@ -137,6 +157,66 @@ async def test_a_bad_row_is_quarantined_after_its_attempts_and_every_other_row_i
 
     assert await relay.measure_lag() == (0, 0.0)  # quarantined rows are not pending...
     assert gauge(metrics, "outbox_quarantined", outbox.schema) == 2  # ...they are counted apart
+    await bus.close()
+
+
+async def test_quarantined_rows_are_listed_and_published_once_the_cause_is_fixed(
+    db, outbox, nats_server
+):
+    bus = await connect_with_small_limit(nats_server.url)
+    written = await write_good_and_bad_rows(db, outbox)
+    stray, oversize = named(written, "ta:3", "tb:5")
+    metrics = Metrics()
+    relay = OutboxRelay(db, bus, outbox.schema, metrics=metrics, max_attempts=2, poll_interval=0.05)
+    await relay.start()
+
+    async def quarantined() -> set[str]:
+        return {e for e, r in (await outbox_rows(db, outbox)).items() if r["quarantined_at"]}
+
+    async def unsent() -> list[str]:
+        return [e for e, r in (await outbox_rows(db, outbox)).items() if r["sent_at"] is None]
+
+    async def counted() -> float | None:
+        return gauge(metrics, "outbox_quarantined", outbox.schema)
+
+    await eventually(unsent, [stray, oversize])
+    assert await quarantined() == {stray, oversize}
+    await eventually(counted, 2)
+
+    rows = await outbox_rows(db, outbox)
+    listing = await asyncio.to_thread(saas_outbox, "list", "--schema", outbox.schema)
+    for event_id, subject, error in (
+        (stray, STRAY_SUBJECT, "no responders"),
+        (oversize, "project.created", "message size exceeds maximum"),
+    ):
+        line = next(ln for ln in listing.splitlines() if event_id in ln)
+        assert str(rows[event_id]["seq"]) in line and subject in line and error in line
+        assert "attempts=2" in line
+
+    # The causes are fixed: the stream takes bigger messages and covers the stray subject.
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    config = info.config
+    config.max_msg_size = 1024 * 1024
+    config.subjects = [*config.subjects, "billing.>"]
+    await bus.js.update_stream(config)
+
+    seq = str(rows[oversize]["seq"])
+    assert "retried 1" in await asyncio.to_thread(
+        saas_outbox, "retry", "--schema", outbox.schema, "--seq", seq
+    )
+    await eventually(unsent, [stray])  # woken by the retry's notification
+    assert "retried 1" in await asyncio.to_thread(saas_outbox, "retry", "--schema", outbox.schema)
+    await eventually(unsent, [])
+    await eventually(counted, 0)
+    assert "no quarantined rows" in await asyncio.to_thread(
+        saas_outbox, "list", "--schema", outbox.schema
+    )
+    await relay.stop()
+
+    stray_msg = await bus.js.get_last_msg(EVENTS_STREAM, STRAY_SUBJECT)
+    assert stray_msg.headers["Nats-Msg-Id"] == stray
+    stream = await read_stream(bus)
+    assert sorted(e.id for e in stream) == sorted(e.id for e in written if e.id != stray)
     await bus.close()
 
 
@@ -194,3 +274,8 @@ async def test_the_quarantine_migration_can_be_undone(db, outbox):
     columns, relay_index = await outbox_shape(db, outbox.schema)
     assert not columns & {"attempts", "last_error", "quarantined_at"}
     assert "quarantined_at" not in relay_index
+
+
+def test_the_command_refuses_a_schema_name_it_cannot_trust():
+    result = CliRunner().invoke(events, ["outbox", "list", "--schema", 'identity"; DROP'])
+    assert result.exit_code == 2 and "not a schema name" in result.output
