@@ -208,3 +208,30 @@ async def test_batches_during_an_outage_leave_nothing_pending_in_the_client(
     assert bus.js.publish_async_pending() == 0  # no ack future left behind, no permit taken
     nats_server.start()
     await bus.close()
+
+
+async def test_a_tenants_later_rows_wait_while_an_older_one_is_held_elsewhere(
+    db, outbox, nats_server
+):
+    # Another relay's transaction holds tx's oldest row, as when its commit lands in the middle
+    # of this relay's claim: the claim skips that row, and must then skip the tenant's later ones.
+    bus = await connect(nats_server.url)
+    events = [project_event(t, n) for n in range(5) for t in ("tx", "ty")]
+    await write_events(db, outbox, events)
+    relay = OutboxRelay(db, bus, outbox.schema)
+    holder = await db.connect_raw()
+    holding = holder.transaction()
+    await holding.start()
+    await holder.execute(
+        f'SELECT 1 FROM "{outbox.schema}".outbox WHERE seq = (SELECT min(seq) FROM '  # noqa: S608
+        f'"{outbox.schema}".outbox WHERE tenant_key = $1) FOR UPDATE',
+        "tx",
+    )
+    assert await relay.relay_once() == 5  # ty's, and none of tx's
+    await holding.rollback()
+    await holder.close()
+    assert await relay.relay_once() == 5
+    stream = await read_stream(bus)
+    assert [e.id for e in stream if e.tenant_id == "tx"] == [e.id for e in events[::2]]
+    assert_in_order_per_tenant(stream)
+    await bus.close()

@@ -2,8 +2,9 @@
 
 - Wakes on LISTEN/NOTIFY, polls as a fallback.
 - Claims rows with `FOR UPDATE SKIP LOCKED`, so several replicas can run. Each claim also takes a
-  transaction-level advisory lock per tenant, and skips tenants another replica holds: a tenant's
-  events are only ever published by one relay at a time, oldest first, so order per tenant holds.
+  transaction-level advisory lock per tenant, skips tenants another replica holds, and never
+  takes a tenant's rows past an older one it left out: a tenant's events are only ever published
+  by one relay at a time, oldest first, so order per tenant holds.
 - Publishes a batch with `Nats-Msg-Id` = event id and waits for every ack before marking; a
   crash between publish and mark republishes, and JetStream drops the duplicate (within its
   duplicate window; beyond it, consumers' processed-event records drop it).
@@ -120,14 +121,32 @@ class OutboxRelay(Component):
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
         table = f"{quote_schema(schema)}.outbox"
+        # The advisory locks are tried row by row, so another relay's commit can land in the
+        # middle of the scan: a tenant's older rows skipped while it held them, its newer rows
+        # taken once it let go. So a claimed row is kept only if no older row of its tenant was
+        # skipped; the rest stay locked until this transaction ends and wait for the next pass.
         self._claim = text(
             f"""
-            SELECT seq, event_id, type, tenant_key, body FROM {table}
-            WHERE sent_at IS NULL AND quarantined_at IS NULL
-              AND pg_try_advisory_xact_lock(hashtext(:lane), hashtext(tenant_key))
-            ORDER BY seq
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
+            WITH claimed AS MATERIALIZED (
+                SELECT seq, event_id, type, tenant_key, body FROM {table}
+                WHERE sent_at IS NULL AND quarantined_at IS NULL
+                  AND pg_try_advisory_xact_lock(hashtext(:lane), hashtext(tenant_key))
+                ORDER BY seq
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            ),
+            skipped AS MATERIALIZED (  -- what the claim's scan passed over
+                SELECT seq, tenant_key FROM {table}
+                WHERE sent_at IS NULL AND quarantined_at IS NULL
+                  AND seq < (SELECT max(seq) FROM claimed)
+                  AND seq NOT IN (SELECT seq FROM claimed)
+                ORDER BY seq
+            )
+            SELECT c.* FROM claimed AS c
+            WHERE NOT EXISTS (
+                SELECT 1 FROM skipped AS s WHERE s.tenant_key = c.tenant_key AND s.seq < c.seq
+            )
+            ORDER BY c.seq
             """  # noqa: S608 - a quoted, validated schema
         )
         self._mark = text(f"UPDATE {table} SET sent_at = now() WHERE seq = ANY(:seqs)")  # noqa: S608
