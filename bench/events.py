@@ -41,7 +41,7 @@ from saas.common.commands.migrate import release  # noqa: E402
 from saas.common.db import Database  # noqa: E402
 from saas.common.db_roles import MIGRATE  # noqa: E402
 from saas.common.events import Actor, new_event  # noqa: E402
-from saas.common.events.catalogue import ProjectCreated  # noqa: E402
+from saas.common.events.catalogue import MembershipAdded  # noqa: E402
 from saas.common.events.outbox import Outbox  # noqa: E402
 from saas.common.settings import DatabaseSettings  # noqa: E402
 from saas.devstack.database import set_up_logins  # noqa: E402
@@ -69,8 +69,8 @@ async def write(
                 await asyncio.sleep(ahead)
         batch = [
             new_event(
-                ProjectCreated(
-                    tenant_id=tenants[n % len(tenants)], project_id=str(n), name=f"p{n}"
+                MembershipAdded(  # an identity event: identity's NATS user may publish only those
+                    tenant_id=tenants[n % len(tenants)], user_id=str(n), role="member"
                 ),
                 source="saas/bench",
                 actor=Actor.user("bench"),

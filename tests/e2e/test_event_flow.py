@@ -29,7 +29,7 @@ from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events.outbox import Outbox
 from saas.devstack.servers import free_port
 from saas.devstack.supervisor import Child, Supervisor
-from tests.support.events import connect, project_event, write_events
+from tests.support.events import connect, member_event, write_events
 
 pytestmark = pytest.mark.e2e
 WANTED = {"identity", "audit"}
@@ -100,7 +100,7 @@ async def wait_for_count(db: Database, prefix: str, expected: int, timeout: floa
 
 async def test_an_event_written_by_identity_reaches_the_audit_log(processes, db, stack):
     tenant = f"flow-{uuid.uuid4().hex[:8]}"
-    events = [project_event(tenant, n) for n in range(25)]
+    events = [member_event(tenant, n) for n in range(25)]
     await write_events(db, Outbox("identity"), events)
     await wait_for_count(db, tenant, 25)
 
@@ -140,7 +140,7 @@ async def test_an_event_written_by_identity_reaches_the_audit_log(processes, db,
 
 async def test_audit_killed_mid_stream_loses_and_duplicates_nothing(processes, db):
     prefix = f"kill-{uuid.uuid4().hex[:6]}-"
-    events = [project_event(f"{prefix}{n % 4}", n) for n in range(3000)]
+    events = [member_event(f"{prefix}{n % 4}", n) for n in range(3000)]
     writer = asyncio.create_task(write_events(db, Outbox("identity"), events, per_tx=100))
     deadline = time.monotonic() + 60
     while await audit_count(db, prefix) < 300:
@@ -240,7 +240,7 @@ async def test_a_deleted_tail_a_deleted_chain_and_a_recomputed_chain_are_each_de
     prefix = f"gone-{uuid.uuid4().hex[:6]}"
     tail, chain, recomputed = (f"{prefix}-tail", f"{prefix}-chain", f"{prefix}-recomputed")
     for tenant in (tail, chain, recomputed):
-        await write_events(db, Outbox("identity"), [project_event(tenant, n) for n in range(10)])
+        await write_events(db, Outbox("identity"), [member_event(tenant, n) for n in range(10)])
     await wait_for_count(db, prefix, 30)
     bus = await connect(stack.nats_url)
     for tenant in (tail, chain, recomputed):

@@ -261,3 +261,15 @@ async def test_the_caller_is_whoever_the_forwarded_token_proves(bus: Bus, tasks,
             assert caught.value.code is ErrorCode.UNAUTHORIZED
     finally:
         await responder.stop_taking_requests()
+
+
+async def test_one_jetstream_context_per_connection(stack):
+    bus = Bus(stack.nats_url, name="tests")
+    await bus.connect()
+    first = bus.js
+    assert bus.js is first  # every use shares it, and with it one reply inbox
+    await bus.close()
+    await bus.connect()  # a new connection object gets a context of its own
+    assert bus.js is not first
+    assert bus.js._nc is bus.nc
+    await bus.close()

@@ -4,64 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from sqlalchemy import text
 
-from saas.common.db import Database
-from saas.common.events import parse_event
 from saas.common.events.outbox import Outbox
 from saas.common.events.relay import OutboxRelay
-from saas.common.events.stream import EVENTS_STREAM
 from saas.common.metrics import Metrics
-from tests.support.events import connect, project_event, scratch_schema, write_events
+from tests.support.events import (
+    assert_in_order_per_tenant,
+    connect,
+    project_event,
+    read_stream,
+    scratch_schema,
+    unsent,
+    write_events,
+)
 
 
 @pytest.fixture
 async def outbox(db) -> Outbox:
     return Outbox(await scratch_schema(db))
-
-
-async def read_stream(bus, tenant_prefix: str = "") -> list:
-    """Every event in the EVENTS stream, in stream order."""
-    info = await bus.js.stream_info(EVENTS_STREAM)
-    total = info.state.messages
-    if total == 0:
-        return []
-    sub = await bus.js.pull_subscribe(
-        "",
-        stream=EVENTS_STREAM,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, filter_subjects=["project.>"]),
-    )
-    out = []
-    while len(out) < total:
-        try:
-            msgs = await sub.fetch(min(500, total - len(out)), timeout=2)
-        except Exception:
-            break
-        for m in msgs:
-            out.append(parse_event(m.data))
-            await m.ack()
-    await sub.unsubscribe()
-    return [e for e in out if (e.tenant_id or "").startswith(tenant_prefix)]
-
-
-def assert_in_order_per_tenant(events) -> None:
-    positions: dict[str, list[int]] = defaultdict(list)
-    for e in events:
-        positions[e.tenant_id].append(int(e.data["project_id"].split(":")[1]))
-    for tenant, seen in positions.items():
-        assert seen == sorted(seen), f"{tenant} out of order"
-
-
-async def unsent(db: Database, outbox: Outbox) -> int:
-    async with db.session() as session:
-        from sqlalchemy import func, select
-
-        return (
-            await session.execute(select(func.count()).where(outbox.table.c.sent_at.is_(None)))
-        ).scalar_one()
 
 
 async def test_relay_publishes_in_order_and_marks_sent(db, outbox, nats_server):
@@ -144,8 +107,15 @@ async def test_two_replicas_publish_each_event_once_in_order_per_tenant(db, outb
 
 async def test_nats_outage_loses_nothing_and_keeps_order_per_tenant(db, outbox, nats_server):
     bus = await connect(nats_server.url)
+    # One attempt is all a row gets: an outage misjudged as a row's fault would quarantine it.
     relay = OutboxRelay(
-        db, bus, outbox.schema, batch_size=100, poll_interval=0.1, publish_timeout=2.0
+        db,
+        bus,
+        outbox.schema,
+        batch_size=100,
+        poll_interval=0.1,
+        publish_timeout=2.0,
+        max_attempts=1,
     )
     await relay.start()
     n = 0
@@ -173,4 +143,95 @@ async def test_nats_outage_loses_nothing_and_keeps_order_per_tenant(db, outbox, 
     assert len({e.id for e in stream}) == 250
     assert_in_order_per_tenant(stream)
     assert relay.failures.labels(outbox.schema)._value.get() > 0  # it did notice the outage
+    async with db.session() as session:
+        counted = await session.execute(
+            text(f'SELECT count(*) FROM "{outbox.schema}".outbox WHERE attempts > 0')  # noqa: S608
+        )
+        assert counted.scalar_one() == 0  # the outage was nobody's fault
+    await bus.close()
+
+
+async def test_many_batches_reuse_one_ack_subscription_and_leak_no_task(db, outbox, nats_server):
+    bus = await connect(nats_server.url)
+    relay = OutboxRelay(db, bus, outbox.schema, batch_size=5)
+    await write_events(db, outbox, [project_event("tl", 0)])
+    assert await relay.relay_once() == 1  # the first batch sets up what every batch shares
+    subscriptions, tasks = len(bus.nc._subs), len(asyncio.all_tasks())
+    await write_events(db, outbox, [project_event(f"tl{n % 3}", n) for n in range(1, 301)])
+    batches = 0
+    while await relay.relay_once():
+        batches += 1
+    assert batches == 60
+    assert len(bus.nc._subs) == subscriptions
+    assert len(asyncio.all_tasks()) == tasks
+    await bus.close()
+
+
+async def test_stop_publishes_what_the_last_requests_committed(
+    db, outbox, nats_server, monkeypatch
+):
+    async def no_listen():
+        raise ConnectionError("LISTEN is unavailable (a pooler in transaction mode)")
+
+    monkeypatch.setattr(db, "connect_raw", no_listen)
+    bus = await connect(nats_server.url)
+    relay = OutboxRelay(db, bus, outbox.schema, poll_interval=60.0)
+    first = [project_event("ts", n) for n in range(10)]
+    await write_events(db, outbox, first)
+    await relay.start()
+    deadline = time.monotonic() + 10
+    while await unsent(db, outbox):  # published, and the relay has gone to sleep for a minute
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    last = [project_event("ts", n) for n in range(10, 30)]
+    await write_events(db, outbox, last, per_tx=5)  # the last requests before SIGTERM
+    await relay.stop()
+    assert await unsent(db, outbox) == 0
+    assert [e.id for e in await read_stream(bus)] == [e.id for e in first + last]
+    await bus.close()
+
+
+async def test_batches_during_an_outage_leave_nothing_pending_in_the_client(
+    db, outbox, nats_server
+):
+    bus = await connect(nats_server.url)
+    bus.nc._max_pending_size = 1024  # the reconnect buffer fills at once, as in a long outage
+    relay = OutboxRelay(db, bus, outbox.schema, publish_timeout=1.0)
+    await write_events(db, outbox, [project_event("tp", n) for n in range(20)])
+    nats_server.stop()
+    deadline = time.monotonic() + 10
+    while bus.nc.is_connected:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    for _ in range(3):
+        assert await relay.relay_once() == 0
+    assert bus.js.publish_async_pending() == 0  # no ack future left behind, no permit taken
+    nats_server.start()
+    await bus.close()
+
+
+async def test_a_tenants_later_rows_wait_while_an_older_one_is_held_elsewhere(
+    db, outbox, nats_server
+):
+    # Another relay's transaction holds tx's oldest row, as when its commit lands in the middle
+    # of this relay's claim: the claim skips that row, and must then skip the tenant's later ones.
+    bus = await connect(nats_server.url)
+    events = [project_event(t, n) for n in range(5) for t in ("tx", "ty")]
+    await write_events(db, outbox, events)
+    relay = OutboxRelay(db, bus, outbox.schema)
+    holder = await db.connect_raw()
+    holding = holder.transaction()
+    await holding.start()
+    await holder.execute(
+        f'SELECT 1 FROM "{outbox.schema}".outbox WHERE seq = (SELECT min(seq) FROM '  # noqa: S608
+        f'"{outbox.schema}".outbox WHERE tenant_key = $1) FOR UPDATE',
+        "tx",
+    )
+    assert await relay.relay_once() == 5  # ty's, and none of tx's
+    await holding.rollback()
+    await holder.close()
+    assert await relay.relay_once() == 5
+    stream = await read_stream(bus)
+    assert [e.id for e in stream if e.tenant_id == "tx"] == [e.id for e in events[::2]]
+    assert_in_order_per_tenant(stream)
     await bus.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -102,3 +103,13 @@ def test_saas_events_streams_check_exits_1_on_drift(nats_server):
     assert "created EVENTS" in applied.stdout
     ok = subprocess.run([*run, "check"], env=env, capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+async def test_an_error_ack_reaches_the_publishers_future(nats_server):
+    bus = await connect(nats_server.url)
+    await apply_streams(bus.js, EventSettings.load(events_max_msg_bytes=1024))
+    ack = await bus.js.publish_async("project.created", b"x" * 2048, stream=EVENTS_STREAM)
+    with pytest.raises(nats.js.errors.APIError) as refused:
+        await asyncio.wait_for(ack, timeout=5)  # not left pending until the caller gives up
+    assert refused.value.err_code == 10054  # message size exceeds maximum allowed
+    await bus.close()

@@ -6,22 +6,25 @@ import asyncio
 import os
 import signal
 import uuid
+from collections import defaultdict
 from pathlib import Path
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import text
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from sqlalchemy import func, select, text
 
 from saas.common.bus import Bus
 from saas.common.db import Database
-from saas.common.events import Actor, EventEnvelope, new_event
-from saas.common.events.catalogue import ProjectCreated
+from saas.common.events import Actor, EventEnvelope, new_event, parse_event
+from saas.common.events.catalogue import MembershipAdded, ProjectCreated
 from saas.common.events.outbox import Outbox
-from saas.common.events.stream import apply_streams
+from saas.common.events.stream import EVENTS_STREAM, apply_streams
 from saas.common.events.tables import (
     create_consumer_failures_v1,
     create_outbox_v1,
     create_processed_v1,
+    upgrade_outbox_v2,
 )
 from saas.common.settings import EventSettings
 from saas.devstack.servers import EmbeddedStack, StackPorts
@@ -97,11 +100,22 @@ async def scratch_schema(db: Database) -> str:
         def ddl(sync_conn) -> None:
             op = Operations(MigrationContext.configure(sync_conn))
             create_outbox_v1(op, schema)
+            upgrade_outbox_v2(op, schema)
             create_processed_v1(op, schema)
             create_consumer_failures_v1(op, schema)
 
         await conn.run_sync(ddl)
     return schema
+
+
+def member_event(tenant: str, n: int) -> EventEnvelope:
+    """An event identity may publish, whose payload carries its position (`user_id`)."""
+    return new_event(
+        MembershipAdded(tenant_id=tenant, user_id=f"{tenant}:{n}", role="member"),
+        source="saas/tests",
+        actor=Actor.user("u-1"),
+        tenant_id=tenant,
+    )
 
 
 def project_event(tenant: str, n: int) -> EventEnvelope:
@@ -120,3 +134,42 @@ async def write_events(
     for i in range(0, len(events), per_tx):
         async with db.session() as session:
             await outbox.add(session, *events[i : i + per_tx])
+
+
+async def read_stream(bus, tenant_prefix: str = "") -> list:
+    """Every event in the EVENTS stream, in stream order."""
+    info = await bus.js.stream_info(EVENTS_STREAM)
+    total = info.state.messages
+    if total == 0:
+        return []
+    sub = await bus.js.pull_subscribe(
+        "",
+        stream=EVENTS_STREAM,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, filter_subjects=["project.>"]),
+    )
+    out = []
+    while len(out) < total:
+        try:
+            msgs = await sub.fetch(min(500, total - len(out)), timeout=2)
+        except Exception:
+            break
+        for m in msgs:
+            out.append(parse_event(m.data))
+            await m.ack()
+    await sub.unsubscribe()
+    return [e for e in out if (e.tenant_id or "").startswith(tenant_prefix)]
+
+
+def assert_in_order_per_tenant(events) -> None:
+    positions: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        positions[e.tenant_id].append(int(e.data["project_id"].split(":")[1]))
+    for tenant, seen in positions.items():
+        assert seen == sorted(seen), f"{tenant} out of order"
+
+
+async def unsent(db: Database, outbox: Outbox) -> int:
+    async with db.session() as session:
+        return (
+            await session.execute(select(func.count()).where(outbox.table.c.sent_at.is_(None)))
+        ).scalar_one()

@@ -187,6 +187,9 @@ class EventSettings(Settings):
     events_replicas: int = Field(default=1, ge=1, le=5)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     outbox_poll_interval: float = Field(default=1.0, gt=0)
+    outbox_max_attempts: int = Field(
+        default=5, ge=1, description="failures of a row's own before it is quarantined"
+    )
     consumer_batch_size: int = Field(default=200, ge=1, le=10_000)
     consumer_max_deliveries: int = Field(default=5, ge=1)
     consumer_ack_wait: float = Field(default=30.0, gt=0)

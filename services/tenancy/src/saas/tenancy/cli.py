@@ -6,11 +6,9 @@ from saas.common import db_roles
 from saas.common.bus.access import BusAccess
 from saas.common.cli import ProcessSpec, service_group
 
-# The service and its worker share one NATS user: they publish tenancy's events and ask identity
-# for memberships.
-BUS = BusAccess(
-    "tenancy", events_of="tenancy", calls=("svc.identity.jwks", "svc.identity.internal.>")
-)
+# Tenancy publishes its events and asks identity for memberships; its worker only asks identity
+# (the events it writes go out through tenancy's outbox relay).
+CALLS_IDENTITY = ("svc.identity.jwks", "svc.identity.internal.>")
 TENANCY = ProcessSpec(
     "tenancy",
     "saas.tenancy.main:build",
@@ -19,7 +17,7 @@ TENANCY = ProcessSpec(
     "TENANCY_OPS_PORT",
     order=10,
     database_login=db_roles.TENANCY.name,
-    bus=BUS,
+    bus=BusAccess("tenancy", events_of="tenancy", calls=CALLS_IDENTITY),
 )
 WORKER = ProcessSpec(
     "tenancy-worker",
@@ -29,7 +27,7 @@ WORKER = ProcessSpec(
     "TENANCY_WORKER_OPS_PORT",
     order=20,
     database_login=db_roles.TENANCY.name,  # it creates and migrates tenant schemas
-    bus=BUS,
+    bus=BusAccess("tenancy-worker", calls=CALLS_IDENTITY),
 )
 PROCESSES = [TENANCY, WORKER]
 

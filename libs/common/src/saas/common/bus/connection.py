@@ -29,6 +29,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from saas.common.bus.access import inbox_prefix
+from saas.common.bus.jetstream import JetStream
 from saas.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -49,7 +50,7 @@ class Bus:
         self.name = name
         self.tls_ca_file = tls_ca_file
         self._nc: NATS | None = None
-        self._js: JetStreamContext | None = None
+        self._js: tuple[NATS, JetStreamContext] | None = None
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
         self._broken_since: float | None = None
@@ -94,7 +95,6 @@ class Bus:
         nc.options["max_reconnect_attempts"] = -1
         nc._process_pong = lambda: _answer_pong(nc)  # type: ignore[method-assign]
         self._nc = nc
-        self._js = nc.jetstream()
         self._watchdog = asyncio.create_task(self._watch(nc), name="nats-watchdog")
         log.info("nats connected", url=server, user=user)
 
@@ -106,10 +106,15 @@ class Bus:
 
     @property
     def js(self) -> JetStreamContext:
-        """The connection's one JetStream context (a new one per call would leak subscriptions)."""
-        if self._js is None:
-            raise ConnectionError("not connected to NATS yet")
-        return self._js
+        """The connection's one JetStream context.
+
+        A context subscribes its own reply inbox on its first `publish_async` (a subscription and
+        a task that live as long as the connection), so a context per use would leak one per use.
+        It is made again only when the connection object is a new one."""
+        nc = self.nc
+        if self._js is None or self._js[0] is not nc:
+            self._js = (nc, JetStream(nc))
+        return self._js[1]
 
     @property
     def is_connected(self) -> bool:

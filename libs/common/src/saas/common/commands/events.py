@@ -1,4 +1,4 @@
-"""`saas events asyncapi`: write the event contract for other teams."""
+"""`saas events`: the event contract for other teams, dead letters, the outbox's quarantine."""
 
 from __future__ import annotations
 
@@ -87,3 +87,65 @@ def replay_dead_letters(consumer: str, seqs: tuple[int, ...]) -> None:
     click.echo(
         f"replayed {len(done)} dead letter(s)" + (f": {', '.join(map(str, done))}" if done else "")
     )
+
+
+@events.group(name="outbox")
+def outbox_group() -> None:
+    """Outbox rows the relay quarantined after OUTBOX_MAX_ATTEMPTS failures of their own."""
+
+
+def _schema_option(f):  # type: ignore[no-untyped-def]
+    def valid(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        from saas.common.tenant_names import InvalidSlugError, validate_identifier
+
+        try:
+            return validate_identifier(value)
+        except InvalidSlugError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(
+        "--schema",
+        required=True,
+        callback=valid,
+        help="the schema whose outbox to look at (identity, public, ...)",
+    )(f)
+
+
+async def _with_db(work):  # type: ignore[no-untyped-def]
+    from saas.common.db import Database
+    from saas.common.settings import DatabaseSettings
+
+    db = Database.from_settings(DatabaseSettings.load(), application_name="saas-cli")
+    try:
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+@outbox_group.command(name="list")
+@_schema_option
+def list_quarantined(schema: str) -> None:
+    """List quarantined rows, oldest first, with the error that set each aside."""
+    from saas.common.events.quarantine import quarantined
+
+    rows = asyncio.run(_with_db(lambda db: quarantined(db, schema)))
+    if not rows:
+        click.echo(f"no quarantined rows in {schema}.outbox")
+    for r in rows:
+        click.echo(
+            f"{r.seq}\t{r.event_id}\t{r.subject}\ttenant={r.tenant or '-'}\tattempts={r.attempts}"
+            f"\tquarantined={r.quarantined_at.isoformat(timespec='seconds')}\t{r.last_error[:200]}"
+        )
+
+
+@outbox_group.command(name="retry")
+@_schema_option
+@click.option(
+    "--seq", "seqs", type=int, multiple=True, help="only these outbox sequences (repeatable)"
+)
+def retry_quarantined(schema: str, seqs: tuple[int, ...]) -> None:
+    """Hand quarantined rows back to the relay, once the cause is fixed."""
+    from saas.common.events.quarantine import retry
+
+    done = asyncio.run(_with_db(lambda db: retry(db, schema, set(seqs) or None)))
+    click.echo(f"retried {len(done)} row(s)" + (f": {', '.join(map(str, done))}" if done else ""))

@@ -2,18 +2,26 @@
 
 - Wakes on LISTEN/NOTIFY, polls as a fallback.
 - Claims rows with `FOR UPDATE SKIP LOCKED`, so several replicas can run. Each claim also takes a
-  transaction-level advisory lock per tenant, and skips tenants another replica holds: a tenant's
-  events are only ever published by one relay at a time, oldest first, so order per tenant holds.
+  transaction-level advisory lock per tenant, skips tenants another replica holds, and never
+  takes a tenant's rows past an older one it left out: a tenant's events are only ever published
+  by one relay at a time, oldest first, so order per tenant holds.
 - Publishes a batch with `Nats-Msg-Id` = event id and waits for every ack before marking; a
   crash between publish and mark republishes, and JetStream drops the duplicate (within its
   duplicate window; beyond it, consumers' processed-event records drop it).
-- Backs off while NATS or the database is down; exposes pending count and oldest unsent age.
+- Judges every row on its own (`saas.common.events.verdicts`): acknowledged rows are marked
+  sent; a row refused for a reason of its own has its attempt and error recorded and, after
+  `max_attempts`, is quarantined (kept, never pruned, not claimed again) so the others go on;
+  an outage counts against no row. A tenant's rows after its failed row wait for it.
+- Backs off while NATS or the database is down; exposes pending count, oldest unsent age and
+  the number of quarantined rows.
+- Drains the outbox once more when it stops, so what the last requests wrote is published.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -24,7 +32,17 @@ from saas.common.bus import Bus
 from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.outbox import channel_for
-from saas.common.events.stream import EVENTS_STREAM, ensure_streams
+from saas.common.events.stream import EVENTS_STREAM
+from saas.common.events.verdicts import (
+    Unpublishable,
+    Verdict,
+    describe,
+    judge,
+    marked_sent,
+    needs_evidence,
+    refusal,
+    stream_answered,
+)
 from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger
 from saas.common.metrics import Metrics
@@ -35,6 +53,22 @@ if TYPE_CHECKING:
     from saas.common.process import ServiceProcess
 
 log = get_logger(__name__)
+
+PROBE_TIMEOUT = 2.0  # seconds to ask JetStream whether the stream is there
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one pass did: rows claimed, marked sent, failed on their own, failed in an outage."""
+
+    claimed: int = 0
+    sent: int = 0
+    faults: int = 0
+    outages: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.faults or self.outages)
 
 
 class OutboxRelay(Component):
@@ -54,6 +88,7 @@ class OutboxRelay(Component):
             metrics=process.metrics,
             batch_size=s.outbox_batch_size,
             poll_interval=s.outbox_poll_interval,
+            max_attempts=s.outbox_max_attempts,
         )
 
     def __init__(
@@ -67,7 +102,7 @@ class OutboxRelay(Component):
         poll_interval: float = 1.0,
         publish_timeout: float = 10.0,
         retention_seconds: float = 86400.0,
-        streams: EventSettings | None = None,
+        max_attempts: int = 5,
     ) -> None:
         self.name = f"outbox-relay:{schema}"
         self.db = db
@@ -77,25 +112,60 @@ class OutboxRelay(Component):
         self.poll_interval = poll_interval
         self.publish_timeout = publish_timeout
         self.retention_seconds = retention_seconds
-        self.streams = streams  # declare the streams with these settings when starting
+        self.max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
         table = f"{quote_schema(schema)}.outbox"
+        # The advisory locks are tried row by row, so another relay's commit can land in the
+        # middle of the scan: a tenant's older rows skipped while it held them, its newer rows
+        # taken once it let go. So a claimed row is kept only if no older row of its tenant was
+        # skipped; the rest stay locked until this transaction ends and wait for the next pass.
         self._claim = text(
             f"""
-            SELECT seq, event_id, type, body FROM {table}
-            WHERE sent_at IS NULL AND pg_try_advisory_xact_lock(hashtext(:lane), hashtext(tenant_key))
-            ORDER BY seq
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
+            WITH claimed AS MATERIALIZED (
+                SELECT seq, event_id, type, tenant_key, body FROM {table}
+                WHERE sent_at IS NULL AND quarantined_at IS NULL
+                  AND pg_try_advisory_xact_lock(hashtext(:lane), hashtext(tenant_key))
+                ORDER BY seq
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            ),
+            skipped AS MATERIALIZED (  -- what the claim's scan passed over
+                SELECT seq, tenant_key FROM {table}
+                WHERE sent_at IS NULL AND quarantined_at IS NULL
+                  AND seq < (SELECT max(seq) FROM claimed)
+                  AND seq NOT IN (SELECT seq FROM claimed)
+                ORDER BY seq
+            )
+            SELECT c.* FROM claimed AS c
+            WHERE NOT EXISTS (
+                SELECT 1 FROM skipped AS s WHERE s.tenant_key = c.tenant_key AND s.seq < c.seq
+            )
+            ORDER BY c.seq
             """  # noqa: S608 - a quoted, validated schema
         )
         self._mark = text(f"UPDATE {table} SET sent_at = now() WHERE seq = ANY(:seqs)")  # noqa: S608
+        self._record_faults = text(
+            f"""
+            UPDATE {table} AS o
+            SET attempts = o.attempts + 1, last_error = f.error,
+                quarantined_at = CASE WHEN o.attempts + 1 >= :max_attempts THEN now() END
+            FROM unnest(CAST(:seqs AS bigint[]), CAST(:errors AS text[])) AS f(seq, error)
+            WHERE o.seq = f.seq
+            RETURNING o.seq, o.event_id, o.type, o.attempts, o.quarantined_at IS NOT NULL AS quarantined
+            """  # noqa: S608
+        )
+        # Quarantined rows are not pending (nothing will publish them): they are counted apart.
         self._lag = text(
-            f"SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM {table} "  # noqa: S608
-            "WHERE sent_at IS NULL"
+            f"""
+            SELECT count(*) FILTER (WHERE quarantined_at IS NULL),
+                   coalesce(extract(epoch FROM now()
+                       - min(created_at) FILTER (WHERE quarantined_at IS NULL)), 0),
+                   count(*) FILTER (WHERE quarantined_at IS NOT NULL)
+            FROM {table} WHERE sent_at IS NULL
+            """  # noqa: S608
         )
         self._prune = text(
             f"DELETE FROM {table} WHERE sent_at < now() - make_interval(secs => :secs)"  # noqa: S608
@@ -114,41 +184,137 @@ class OutboxRelay(Component):
         self.oldest = m.gauge(
             "outbox_oldest_unsent_age_seconds", "Age of the oldest unsent event", ("schema",)
         )
+        self.quarantined = m.gauge(
+            "outbox_quarantined",
+            "Events set aside after failing on their own (saas events outbox list)",
+            ("schema",),
+        )
 
     # -- one pass -----------------------------------------------------------------------------
     async def relay_once(self) -> int:
-        """Publish up to one batch; returns how many events were published."""
+        """Publish up to one batch; returns how many events were marked sent."""
+        return (await self.relay_batch()).sent
+
+    async def relay_batch(self) -> Batch:
+        """Claim up to one batch, publish it, and record each row's verdict in the same transaction."""
         async with self.db.session() as session:
             rows = (
                 await session.execute(self._claim, {"lane": self._lane, "limit": self.batch_size})
             ).all()
             if not rows:
-                return 0
-            await self._publish(rows)
-            await session.execute(self._mark, {"seqs": [r.seq for r in rows]})
-        self.published.labels(self.schema).inc(len(rows))
-        return len(rows)
-
-    async def _publish(self, rows: list[Any]) -> None:
-        """Publish the batch in order and wait for every ack, all within `publish_timeout`."""
-        js: JetStreamContext = self.bus.js
-
-        async def publish_all() -> None:
-            futures = [
-                await js.publish_async(
-                    r.type, r.body, headers={"Nats-Msg-Id": str(r.event_id)}, stream=EVENTS_STREAM
-                )
-                for r in rows
+                return Batch()
+            outcomes, verdicts = await self._publish_and_judge(rows)
+            marks = marked_sent([r.tenant_key for r in rows], verdicts)
+            sent = [r.seq for r, mark in zip(rows, marks, strict=True) if mark]
+            if sent:
+                await session.execute(self._mark, {"seqs": sent})
+            faults = [
+                (r, describe(o, r.type))
+                for r, o, v in zip(rows, outcomes, verdicts, strict=True)
+                if v is Verdict.FAULT
             ]
-            await asyncio.gather(*futures)
+            if faults:
+                await self._record(session, faults)
+        self.published.labels(self.schema).inc(len(sent))
+        return Batch(
+            claimed=len(rows),
+            sent=len(sent),
+            faults=len(faults),
+            outages=verdicts.count(Verdict.OUTAGE),
+        )
 
-        await asyncio.wait_for(publish_all(), timeout=self.publish_timeout)
+    async def _publish_and_judge(self, rows: list[Any]) -> tuple[list[object], list[Verdict]]:
+        """Each row's outcome and verdict. A failure that may be the stream's rather than the
+        row's is blamed on the row only if the connection held and the stream shows it works."""
+        nc = self.bus.nc
+        reconnects = nc.stats["reconnects"]
+        outcomes = await self._publish(rows)
+        held = nc.is_connected and nc.stats["reconnects"] == reconnects
+        return outcomes, judge(outcomes, stream_works=held and await self._stream_works(outcomes))
+
+    async def _publish(self, rows: list[Any]) -> list[object]:
+        """Publish the batch in order; each row's outcome is its `PubAck` or why it failed.
+
+        Every ack is awaited within `publish_timeout`; a publish still unanswered then is given
+        up (its future cancelled, so the shared JetStream context forgets it)."""
+        js: JetStreamContext = self.bus.js
+        nc = self.bus.nc
+        outcomes: list[object] = [TimeoutError("not sent in time")] * len(rows)
+        acks: dict[int, asyncio.Future[Any]] = {}
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                for i, r in enumerate(rows):
+                    if reason := refusal(r.type, r.body, max_payload=nc.max_payload):
+                        outcomes[i] = Unpublishable(reason)
+                        continue
+                    # nats-py registers the ack's future before sending and never releases it
+                    # if sending fails; nothing awaits between this check and its own, so a
+                    # disconnected client is never handed a row (it is republished anyway).
+                    if not nc.is_connected:
+                        outcomes[i] = ConnectionError("not connected to NATS")
+                        continue
+                    try:
+                        acks[i] = await js.publish_async(
+                            r.type,
+                            r.body,
+                            headers={"Nats-Msg-Id": str(r.event_id)},
+                            stream=EVENTS_STREAM,
+                        )
+                    except Exception as exc:  # judged with the rest: connection lost, refused
+                        outcomes[i] = exc
+                await asyncio.gather(*acks.values(), return_exceptions=True)
+        except TimeoutError:
+            pass
+        for i, ack in acks.items():
+            if ack.done() and not ack.cancelled():
+                outcomes[i] = ack.exception() or ack.result()
+            else:
+                ack.cancel()
+                outcomes[i] = TimeoutError(f"no ack within {self.publish_timeout}s")
+        return outcomes
+
+    async def _stream_works(self, outcomes: list[object]) -> bool:
+        """Whether JetStream shows it is taking messages, when some failure depends on it."""
+        if not needs_evidence(outcomes) or stream_answered(outcomes):
+            return True
+        try:
+            await asyncio.wait_for(self.bus.js.stream_info(EVENTS_STREAM), PROBE_TIMEOUT)
+        except Exception:
+            return False
+        return True
+
+    async def _record(self, session: Any, faults: list[tuple[Any, str]]) -> None:
+        """Count each faulty row's attempt and keep its error; quarantine it at `max_attempts`."""
+        errors = {r.seq: error for r, error in faults}
+        result = await session.execute(
+            self._record_faults,
+            {
+                "seqs": list(errors),
+                "errors": list(errors.values()),
+                "max_attempts": self.max_attempts,
+            },
+        )
+        for row in result:
+            fields = {
+                "schema": self.schema,
+                "seq": row.seq,
+                "event_id": str(row.event_id),
+                "subject": row.type,
+                "attempts": row.attempts,
+                "error": errors[row.seq],
+            }
+            if row.quarantined:
+                log.error("outbox row quarantined", **fields)
+            else:
+                log.warning("outbox row failed", **fields)
 
     async def measure_lag(self) -> tuple[int, float]:
+        """Pending rows and the oldest one's age (quarantined rows apart); sets the gauges."""
         async with self.db.session() as session:
-            count, age = (await session.execute(self._lag)).one()
+            count, age, quarantined = (await session.execute(self._lag)).one()
         self.pending.labels(self.schema).set(count)
         self.oldest.labels(self.schema).set(float(age))
+        self.quarantined.labels(self.schema).set(quarantined)
         return int(count), float(age)
 
     async def prune(self) -> None:
@@ -157,18 +323,34 @@ class OutboxRelay(Component):
 
     # -- the loop -----------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.streams is not None:
-            await ensure_streams(self.bus.js, self.streams)
         self._stopping = False
         self._task = asyncio.create_task(self.run(), name=self.name)
 
     async def stop(self) -> None:
+        """Stop the loop, then publish what is committed: the frame calls this after in-flight
+        requests have finished, and their events should not wait for the next start."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await self._task
+            self._task = None
+            await self._last_pass()
         if self._listener is not None:
             await self._listener.close()
+            self._listener = None
+
+    async def _last_pass(self) -> None:
+        """Drain the outbox once, within the publish timeout; what is left waits for the next start."""
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                while (batch := await self.relay_batch()).claimed >= self.batch_size and batch.sent:
+                    pass
+        except Exception as exc:  # NATS or the database is away, or time is up: nothing is lost
+            log.warning(
+                "outbox relay stopped before publishing everything",
+                schema=self.schema,
+                error=repr(exc),
+            )
 
     async def run(self) -> None:
         failures = 0
@@ -177,8 +359,7 @@ class OutboxRelay(Component):
             try:
                 await self._ensure_listener()
                 self._wake.clear()
-                published = await self.relay_once()
-                failures = 0
+                batch = await self.relay_batch()
                 now = time.monotonic()
                 if now - last_measure >= 1.0:
                     await self.measure_lag()
@@ -186,20 +367,27 @@ class OutboxRelay(Component):
                 if now - last_prune >= 60.0:
                     await self.prune()
                     last_prune = now
-                if published >= self.batch_size:
+                if batch.failed:  # a row's fault or an outage: retry, but not at once
+                    failures += 1
+                    await self._back_off(
+                        failures, f"{batch.faults} rows at fault, {batch.outages} in an outage"
+                    )
+                    continue
+                failures = 0
+                if batch.claimed >= self.batch_size:
                     continue  # more are waiting
                 await self._sleep(self.poll_interval)
             except Exception as exc:  # NATS or database down: back off and try again
                 failures += 1
-                self.failures.labels(self.schema).inc()
-                delay = backoff(failures)
-                log.warning(
-                    "outbox relay batch failed",
-                    schema=self.schema,
-                    error=repr(exc),
-                    retry_in=round(delay, 2),
-                )
-                await self._sleep(delay)
+                await self._back_off(failures, repr(exc))
+
+    async def _back_off(self, failures: int, error: str) -> None:
+        self.failures.labels(self.schema).inc()
+        delay = backoff(failures)
+        log.warning(
+            "outbox relay batch failed", schema=self.schema, error=error, retry_in=round(delay, 2)
+        )
+        await self._sleep(delay)
 
     async def _sleep(self, seconds: float) -> None:
         try:

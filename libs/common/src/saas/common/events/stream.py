@@ -219,7 +219,3 @@ class StreamCheck(Component):
                 await self.check()
             except Exception as exc:  # NATS away: the next round tries again
                 log.warning("stream check failed", error=repr(exc))
-
-
-# The name every caller used before streams had one owner; kept for the relay and consumer tests.
-ensure_streams = apply_streams

@@ -1,7 +1,8 @@
 """The outbox, processed-events and consumer-failures tables every owning schema has.
 
-Runtime code uses these `Table` objects; migrations call the versioned `create_*_v1` functions,
-which stay as they are once released (a later change gets a `_v2` and a new migration).
+Runtime code uses these `Table` objects; migrations call the versioned `create_*_v1` and
+`upgrade_*_v2` functions, which stay as they are once released (a later change gets the next
+version and a new migration). `outbox_table` is always the latest version.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def outbox_table(schema: str, metadata: sa.MetaData | None = None) -> sa.Table:
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
         sa.Column("sent_at", sa.DateTime(timezone=True)),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+        sa.Column("quarantined_at", sa.DateTime(timezone=True)),
         schema=schema,
     )
 
@@ -55,6 +59,48 @@ def create_outbox_v1(op: Operations, schema: str) -> None:
         postgresql_where=sa.text("sent_at IS NULL"),
     )
     op.create_index("ix_outbox_sent_at", OUTBOX, ["sent_at"], schema=schema)
+
+
+def upgrade_outbox_v2(op: Operations, schema: str) -> None:
+    """Quarantine: a row that keeps failing for a reason of its own is counted (`attempts`,
+    `last_error`), then set aside (`quarantined_at`), kept and never pruned, so the rest go on."""
+    op.add_column(
+        OUTBOX,
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        schema=schema,
+    )
+    op.add_column(OUTBOX, sa.Column("last_error", sa.Text), schema=schema)
+    op.add_column(OUTBOX, sa.Column("quarantined_at", sa.DateTime(timezone=True)), schema=schema)
+    # The relay's scan skips quarantined rows; operators' listing finds them through their own index.
+    op.drop_index("ix_outbox_unsent", OUTBOX, schema=schema)
+    op.create_index(
+        "ix_outbox_unsent",
+        OUTBOX,
+        ["seq"],
+        schema=schema,
+        postgresql_where=sa.text("sent_at IS NULL AND quarantined_at IS NULL"),
+    )
+    op.create_index(
+        "ix_outbox_quarantined",
+        OUTBOX,
+        ["seq"],
+        schema=schema,
+        postgresql_where=sa.text("sent_at IS NULL AND quarantined_at IS NOT NULL"),
+    )
+
+
+def downgrade_outbox_v2(op: Operations, schema: str) -> None:
+    op.drop_index("ix_outbox_quarantined", OUTBOX, schema=schema)
+    op.drop_index("ix_outbox_unsent", OUTBOX, schema=schema)
+    op.create_index(
+        "ix_outbox_unsent",
+        OUTBOX,
+        ["seq"],
+        schema=schema,
+        postgresql_where=sa.text("sent_at IS NULL"),
+    )
+    for column in ("quarantined_at", "last_error", "attempts"):
+        op.drop_column(OUTBOX, column, schema=schema)
 
 
 def create_processed_v1(op: Operations, schema: str) -> None:
