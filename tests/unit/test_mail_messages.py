@@ -47,3 +47,7 @@ async def test_the_file_sender_writes_one_complete_eml_per_message(tmp_path):
     assert parsed["To"] == "Ada@Example.com" and parsed["X-Saas-Token"] == TOKEN
     assert parsed["X-Saas-Mail-Kind"] == "verify_email"
     assert TOKEN in parsed.get_content()
+    raw = files[0].read_bytes()  # readable as it is, by grep: no quoted-printable, no folding
+    assert f"\n  Token: {TOKEN}\n".encode() in raw
+    assert f"\nX-Saas-Token: {TOKEN}\n".encode() in raw
+    assert f"verify-email?token={TOKEN}\n".encode() in raw

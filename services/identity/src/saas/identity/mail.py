@@ -19,6 +19,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -135,7 +136,9 @@ def to_email(message: Message, sender: str) -> EmailMessage:
     mail["X-Saas-Mail-Kind"] = message.kind
     if message.token:
         mail["X-Saas-Token"] = message.token
-    mail.set_content(message.body)
+    # Plain 7-bit text, never quoted-printable: the link and the token must be readable as they
+    # are, by a person or by grep.
+    mail.set_content(message.body, cte="7bit")
     return mail
 
 
@@ -157,7 +160,8 @@ class FileSender:
         who = re.sub(r"[^a-z0-9@._-]", "_", message.to.lower())
         name = f"{stamp}-{message.kind}-{who}-{uuid.uuid4().hex[:8]}.eml"
         partial = self.directory / f".{name}.partial"
-        partial.write_bytes(to_email(message, self.sender).as_bytes())
+        unfolded = policy.default.clone(max_line_length=0)  # one header, one line
+        partial.write_bytes(to_email(message, self.sender).as_bytes(policy=unfolded))
         os.replace(partial, self.directory / name)
 
 
