@@ -102,14 +102,21 @@ async def login(deps: Deps, request: LoginRequest, origin: Origin) -> TokenPair:
     signer = await deps.keys.signer()
     origin = origin.as_user(str(user.id))
     async with deps.db.session() as session:
-        values = {
-            "failed_logins": AFTER_SUCCESS.failed_logins,
-            "locks": AFTER_SUCCESS.locks,
-            "locked_until": AFTER_SUCCESS.locked_until,
-        }
+        values = {}
+        if (user.failed_logins, user.locks, user.locked_until) != (
+            AFTER_SUCCESS.failed_logins,
+            AFTER_SUCCESS.locks,
+            AFTER_SUCCESS.locked_until,
+        ):  # most logins follow no failure: no write for them
+            values = {
+                "failed_logins": AFTER_SUCCESS.failed_logins,
+                "locks": AFTER_SUCCESS.locks,
+                "locked_until": AFTER_SUCCESS.locked_until,
+            }
         if new_hash is not None:
             values |= {"password_hash": new_hash, "updated_at": sa.func.now()}
-        await session.execute(sa.update(users).where(users.c.id == user.id).values(**values))
+        if values:
+            await session.execute(sa.update(users).where(users.c.id == user.id).values(**values))
         family_id = uuid.uuid4()
         await session.execute(sa.insert(refresh_families).values(id=family_id, user_id=user.id))
         pair = await _issue(deps, session, signer, user.id, family_id, user.platform_admin)
