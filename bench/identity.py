@@ -54,6 +54,12 @@ from saas.identity.settings import IdentitySettings  # noqa: E402
 PASSWORD = "plum-orbit-castle-91"
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every process, ours and anyone else's)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 1 else values[0]
 
@@ -224,10 +230,14 @@ async def run(args: argparse.Namespace) -> None:
         for email in emails:  # warm-up: every worker's first login
             await caller.login(email)
         cpu0 = sum(identity.cpu_times()[:2])
+        me0 = sum(psutil.Process().cpu_times()[:2])
+        machine0 = busy_seconds()
         latencies, errors, elapsed = await closed_loop(
             args.concurrency, args.logins, lambda n: caller.login(emails[n])
         )
         login_cpu = sum(identity.cpu_times()[:2]) - cpu0
+        bench_cpu = sum(psutil.Process().cpu_times()[:2]) - me0
+        machine_cpu = busy_seconds() - machine0
 
         tokens = [(await caller.login(e)).refresh_token for e in emails]
 
@@ -255,6 +265,11 @@ async def run(args: argparse.Namespace) -> None:
             f"({statistics.median(latencies) / hash_s:.1f}x one hash), "
             f"p99 {pct(latencies, 0.99) * 1000:.0f} ms, errors {dict(errors) or 'none'}; "
             f"identity CPU {login_cpu / len(latencies) * 1000:.1f} ms per login\n"
+            f"CPU per login            identity {login_cpu / len(latencies) * 1000:.1f} ms, "
+            f"bench client {bench_cpu / len(latencies) * 1000:.1f} ms, everything else on the "
+            f"machine (PostgreSQL, NATS, other work) "
+            f"{(machine_cpu - login_cpu - bench_cpu) / len(latencies) * 1000:.1f} ms; machine busy "
+            f"{machine_cpu / elapsed / cores:.0%}\n"
             f"refreshes via {args.via:<10} {len(r_latencies)} at concurrency {args.concurrency}: "
             f"{len(r_latencies) / r_elapsed:.0f} /s, p50 {statistics.median(r_latencies) * 1000:.1f} ms, "
             f"p99 {pct(r_latencies, 0.99) * 1000:.1f} ms, errors {dict(r_errors) or 'none'}"
