@@ -43,6 +43,8 @@ bench: install
 	$(VENV)/bin/python bench/events.py --events 20000
 	$(VENV)/bin/python bench/events.py --events 20000 --backlog
 	$(VENV)/bin/python bench/events.py --events 20000 --rate 2000
+	$(VENV)/bin/python bench/identity.py
+	$(VENV)/bin/python bench/identity.py --via gateway
 
 asyncapi: install
 	$(VENV)/bin/saas events asyncapi -o docs/asyncapi.json

@@ -45,7 +45,11 @@ SAFE_PRODUCTION = {
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch):
-    for key in list(SAFE_PRODUCTION) + ["CORS_ORIGINS", "CORS_ALLOW_CREDENTIALS", "DATABASE_URL"]:
+    for key in (
+        list(SAFE_PRODUCTION)
+        + ["CORS_ORIGINS", "CORS_ALLOW_CREDENTIALS", "DATABASE_URL"]
+        + ["MAIL_SMTP_HOST", "PUBLIC_URL", "MAIL_FROM"]
+    ):
         monkeypatch.delenv(key, raising=False)
     for key in ("NATS_URL", "TEMPORAL_HOST"):
         monkeypatch.delenv(key, raising=False)
@@ -159,6 +163,9 @@ def test_each_process_is_refused_only_for_what_it_uses(env):
             "JWT_SECRET_KEY",
             "EVENTS_REPLICAS",
             "NATS_URL",
+            "MAIL_SMTP_HOST",
+            "PUBLIC_URL",
+            "MAIL_FROM",
         },
         GatewaySettings: {"DEBUG", "REDIS_URL", "CORS_ORIGINS", "NATS_URL"},
     }
@@ -197,3 +204,18 @@ def test_production_refuses_nats_without_credentials_or_tls(env, url, needle):
     with pytest.raises(InsecureConfigurationError) as caught:
         Settings.load()
     assert any(needle in p for p in caught.value.problems)
+
+
+def test_identity_in_production_sends_mail_over_smtp_with_https_links(env):
+    env(**SAFE_PRODUCTION)
+    with pytest.raises(InsecureConfigurationError) as caught:
+        IdentitySettings.load()
+    problems = "\n".join(caught.value.problems)
+    assert "MAIL_SMTP_HOST" in problems and "PUBLIC_URL" in problems and "MAIL_FROM" in problems
+    env(
+        MAIL_SMTP_HOST="smtp.example.com",
+        PUBLIC_URL="https://app.example.com",
+        MAIL_FROM="Example <no-reply@example.com>",
+    )
+    settings = IdentitySettings.load()
+    assert settings.argon2_memory_cost == 19456 and settings.access_token_ttl == 900

@@ -1,14 +1,30 @@
-"""Route dependencies as `Annotated` aliases, so route signatures read like sentences."""
+"""Route dependencies as `Annotated` aliases, so route signatures read like sentences.
+
+    async def me(user: CurrentUser, identity: Identity) -> User
+
+`CurrentUser` authenticates the bearer token (a 401 problem with `WWW-Authenticate: Bearer`
+otherwise); `Identity` and `Tenancy` call those services on behalf of this request, forwarding its
+id, the client's address and, when the route is authenticated, the token itself, which every
+service verifies again (`RequestContext.user`): nothing the gateway says is taken on trust.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
 
 from saas.common.bus import BusClient
+from saas.common.contracts.tenancy import ResolveTenant, TenantInfo
+from saas.common.errors import ErrorCode, ServiceError
 from saas.common.process import ServiceProcess
+from saas.common.tokens import Claims, InvalidToken
 from saas.gateway.settings import GatewaySettings
+
+T = TypeVar("T", bound=BaseModel)
 
 
 def get_process(request: Request) -> ServiceProcess:
@@ -25,3 +41,104 @@ def get_settings(request: Request) -> GatewaySettings:
 
 BusClientDep = Annotated[BusClient, Depends(get_bus_client)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+
+
+# -- authentication ------------------------------------------------------------------------------
+class Unauthenticated(ServiceError):
+    """A 401: no token (`token_sent` False) or one that proves nothing."""
+
+    def __init__(self, message: str, *, token_sent: bool, reason: str | None = None) -> None:
+        super().__init__(ErrorCode.UNAUTHORIZED, message, {"reason": reason} if reason else None)
+        self.token_sent = token_sent
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthenticated("authentication required", token_sent=False)
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated(
+            "send the access token as 'Authorization: Bearer <token>'", token_sent=True
+        )
+    return token
+
+
+# Declares the scheme in the OpenAPI document (the "Authorize" button of /docs); the header itself
+# is read by `bearer_token`, which tells a missing token from a malformed one.
+_documented_scheme = HTTPBearer(auto_error=False, description="an access token from auth/login")
+
+
+async def current_user(request: Request, _: None = Depends(_documented_scheme)) -> Claims:
+    token = bearer_token(request)
+    try:
+        return await get_process(request).tokens.verify(token)
+    except InvalidToken as exc:
+        raise Unauthenticated(
+            "invalid or expired access token", token_sent=True, reason=exc.reason
+        ) from None
+
+
+CurrentUser = Annotated[Claims, Depends(current_user)]
+
+
+# -- calling services on behalf of the request ---------------------------------------------------
+@dataclass(frozen=True)
+class Upstream:
+    """One service, called for this request (its id, the client's address, the caller's token)."""
+
+    service: str
+    client: BusClient
+    request_id: str
+    client_ip: str | None
+    token: str | None = None
+
+    async def __call__(self, operation: str, payload: BaseModel | None, reply: type[T]) -> T:
+        return await self.client.request(
+            self.service,
+            operation,
+            payload,
+            reply,
+            request_id=self.request_id,
+            token=self.token,
+            client_ip=self.client_ip,
+        )
+
+
+def _upstream(service: str, request: Request, token: str | None) -> Upstream:
+    return Upstream(
+        service,
+        get_bus_client(request),
+        request.state.request_id,
+        request.client.host if request.client else None,
+        token,
+    )
+
+
+def anonymous_identity(request: Request) -> Upstream:
+    return _upstream("identity", request, None)
+
+
+def user_identity(request: Request, user: CurrentUser) -> Upstream:
+    return _upstream("identity", request, user.raw)
+
+
+def user_tenancy(request: Request, user: CurrentUser) -> Upstream:
+    return _upstream("tenancy", request, user.raw)
+
+
+AnonymousIdentity = Annotated[Upstream, Depends(anonymous_identity)]
+Identity = Annotated[Upstream, Depends(user_identity)]
+Tenancy = Annotated[Upstream, Depends(user_tenancy)]
+
+
+async def tenant_by_slug(
+    tenancy: Tenancy, slug: Annotated[str, Path(min_length=1, max_length=100)]
+) -> TenantInfo:
+    """The tenant a route's `{slug}` names; only for authenticated callers (so nobody can probe
+    which slugs exist without an account), and identity still checks their membership."""
+    return await tenancy("resolve", ResolveTenant(slug=slug), TenantInfo)
+
+
+Tenant = Annotated[TenantInfo, Depends(tenant_by_slug)]

@@ -31,15 +31,29 @@ def problem_response(
     return JSONResponse(doc, status_code=doc["status"], media_type=PROBLEM_JSON)
 
 
+def www_authenticate(request: Request, exc: ServiceError) -> str:
+    """RFC 6750: every 401 names the scheme; `invalid_token` when a token was sent and refused."""
+    token_sent = getattr(exc, "token_sent", None)
+    if token_sent is None:
+        token_sent = request.headers.get("authorization", "")[:7].lower() == "bearer "
+    return 'Bearer error="invalid_token"' if token_sent else "Bearer"
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return problem_response(
+        response = problem_response(
             request,
             exc.code,
             exc.message,
             **({"errors": exc.details.get("errors")} if exc.details else {}),
         )
+        if exc.code is ErrorCode.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = www_authenticate(request, exc)
+        retry_after = exc.details.get("retry_after") if exc.details else None
+        if isinstance(retry_after, int) and exc.code is ErrorCode.RATE_LIMITED:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,13 +1,14 @@
-"""Gateway settings: the bus, Redis (rate limiting) and the public HTTP surface."""
+"""Gateway settings: the bus, Redis (rate limiting), the public HTTP surface and what a valid
+access token is."""
 
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from saas.common.settings import BusSettings, HttpSettings, RedisSettings
+from saas.common.settings import BusSettings, HttpSettings, RedisSettings, TokenSettings
 
 
-class GatewaySettings(BusSettings, RedisSettings, HttpSettings):
+class GatewaySettings(BusSettings, RedisSettings, HttpSettings, TokenSettings):
     # The API and the ops endpoints share one port: GATEWAY_HOST/GATEWAY_PORT, as operators know
     # them (OPS_HOST/OPS_PORT are accepted too).
     ops_host: str = Field(

@@ -2,28 +2,75 @@
 
 from __future__ import annotations
 
+from saas.common.components import Component
+from saas.common.events.consumer import EventConsumer
 from saas.common.events.relay import OutboxRelay
 from saas.common.process import ServiceProcess
-from saas.common.settings import (
-    BusSettings,
-    DatabaseSettings,
-    EventSettings,
-    SigningKeySettings,
-    TokenSettings,
-)
-from saas.identity import __version__
+from saas.identity import __version__, handlers, mail
 from saas.identity.cli import IDENTITY
+from saas.identity.deps import Deps
+from saas.identity.housekeeping import Housekeeping
+from saas.identity.passwords import common_passwords
+from saas.identity.settings import IdentitySettings
+from saas.identity.store.tables import SCHEMA
 
-SCHEMA = "identity"
+__all__ = ["SCHEMA", "IdentitySettings", "build", "wire"]
+
+MAIL_CONSUMER = "identity-mail"
+TENANTS_CONSUMER = "identity-tenants"
 
 
-class IdentitySettings(
-    DatabaseSettings, BusSettings, EventSettings, TokenSettings, SigningKeySettings
-):
-    """Identity reads the database, the bus, events and the secret protecting its signing keys."""
+class Preparation(Component):
+    """Before the first request: a signing key exists (the first start creates it, once, however
+    many replicas start together), and the slow first-use work is done (the common-password
+    list, the dummy hash that unknown addresses are checked against)."""
+
+    name = "identity-preparation"
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def start(self) -> None:
+        await self.deps.keys.ensure_active()
+        common_passwords()
+        await self.deps.passwords.verify_nobody("")
+
+    async def stop(self) -> None:
+        self.deps.passwords.close()
 
 
 def build(settings: IdentitySettings | None = None) -> ServiceProcess:
-    process = ServiceProcess(IDENTITY, __version__, settings or IdentitySettings.load())
+    return wire(settings or IdentitySettings.load())[0]
+
+
+def wire(settings: IdentitySettings) -> tuple[ServiceProcess, Deps]:
+    """The process and what its use cases share (tests and the benchmark reach the key ring)."""
+    process = ServiceProcess(IDENTITY, __version__, settings)
+    deps = Deps.build(process.db, settings)
+    # Identity verifies its own tokens from its own keys, never over the bus.
+    process.use_jwks_source(deps.keys.jwks)
+    handlers.register(process.responder, deps)
+    process.add(Preparation(deps))
     process.add(OutboxRelay.for_process(process, SCHEMA))
-    return process
+    process.add(
+        EventConsumer.for_process(
+            process,
+            schema=SCHEMA,
+            durable=MAIL_CONSUMER,
+            subjects=mail.MAIL_EVENTS,
+            handler=mail.make_mail_handler(
+                deps, mail.sender_from_settings(settings), process.metrics
+            ),
+        )
+    )
+    process.add(
+        EventConsumer.for_process(
+            process,
+            schema=SCHEMA,
+            durable=TENANTS_CONSUMER,
+            subjects=["tenant.deleted"],
+            handler=handlers.on_tenant_events,
+        )
+    )
+    process.add(Housekeeping(process.db))
+    return process, deps

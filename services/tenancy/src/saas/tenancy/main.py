@@ -5,7 +5,7 @@ from __future__ import annotations
 from saas.common.events.relay import OutboxRelay
 from saas.common.process import ServiceProcess
 from saas.common.settings import BusSettings, DatabaseSettings, EventSettings, TemporalSettings
-from saas.tenancy import __version__
+from saas.tenancy import __version__, handlers
 from saas.tenancy.cli import TENANCY
 
 SCHEMA = "public"
@@ -17,5 +17,6 @@ class TenancySettings(DatabaseSettings, BusSettings, EventSettings, TemporalSett
 
 def build(settings: TenancySettings | None = None) -> ServiceProcess:
     process = ServiceProcess(TENANCY, __version__, settings or TenancySettings.load())
+    handlers.register(process.responder, process.db)
     process.add(OutboxRelay.for_process(process, SCHEMA))
     return process

@@ -52,6 +52,9 @@ class RefreshRequest(Strict):
 
 class LogoutRequest(Strict):
     refresh_token: str = Field(min_length=1, max_length=TOKEN_MAX, repr=False)
+    everywhere: bool = Field(
+        default=False, description="revoke every session of the user, not only this one"
+    )
 
 
 class TokenPair(BaseModel):
@@ -128,6 +131,12 @@ class ListMembers(TenantRef):
     limit: int = Field(default=50, ge=1, le=200)
 
 
+class RoleChange(Strict):
+    """The body of `PATCH tenants/{slug}/members/{user_id}`."""
+
+    role: Role
+
+
 class ChangeRole(TenantRef):
     user_id: str = Field(min_length=1, max_length=100)
     role: Role
@@ -135,6 +144,13 @@ class ChangeRole(TenantRef):
 
 class RemoveMember(TenantRef):
     user_id: str = Field(min_length=1, max_length=100)
+
+
+class NewInvitation(Strict):
+    """The body of `POST tenants/{slug}/invitations`."""
+
+    email: EmailStr = Field(max_length=EMAIL_MAX)
+    role: Role = Role.MEMBER
 
 
 class CreateInvitation(TenantRef):

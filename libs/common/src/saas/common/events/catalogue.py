@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -87,6 +88,19 @@ ROLE = Field(pattern=r"^(owner|admin|member)$")
 class UserRegistered(Payload):
     user_id: str
     email: EmailStr
+    ip_address: str | None = None
+
+
+@event(
+    "user.duplicate_registration",
+    version=1,
+    owner="identity",
+    summary="Someone tried to sign up with the address of an existing account (its owner is told "
+    "by mail; the caller got the same answer as a new sign-up).",
+)
+class UserDuplicateRegistration(Payload):
+    user_id: str
+    ip_address: str | None = None
 
 
 @event(
@@ -112,8 +126,69 @@ class UserLoginFailed(Payload):
     ip_address: str | None = None
 
 
-@event("user.password_reset", version=1, owner="identity", summary="A user reset their password.")
+@event(
+    "user.account_locked",
+    version=1,
+    owner="identity",
+    summary="Too many failed logins: the account refuses logins until locked_until.",
+)
+class UserAccountLocked(Payload):
+    user_id: str
+    locked_until: datetime
+    ip_address: str | None = None
+
+
+@event(
+    "user.logged_out",
+    version=1,
+    owner="identity",
+    summary="A user logged out: one session (family), or every session when everywhere is true.",
+)
+class UserLoggedOut(Payload):
+    user_id: str
+    family_id: str | None = None
+    everywhere: bool = False
+
+
+@event(
+    "user.password_reset_requested",
+    version=1,
+    owner="identity",
+    summary="A password reset was asked for an existing account (identity mails it a link).",
+)
+class UserPasswordResetRequested(Payload):
+    user_id: str
+    ip_address: str | None = None
+
+
+@event(
+    "user.password_reset",
+    version=1,
+    owner="identity",
+    summary="A user reset their password; every session of theirs was revoked.",
+)
 class UserPasswordReset(Payload):
+    user_id: str
+    ip_address: str | None = None
+
+
+@event(
+    "user.platform_admin_granted",
+    version=1,
+    owner="identity",
+    summary="An operator made a user a platform administrator.",
+)
+class UserPlatformAdminGranted(Payload):
+    user_id: str
+
+
+@event(
+    "user.platform_admin_revoked",
+    version=1,
+    owner="identity",
+    summary="An operator took a user's platform administrator flag away.",
+)
+class UserPlatformAdminRevoked(Payload):
     user_id: str
 
 
@@ -126,6 +201,19 @@ class UserPasswordReset(Payload):
 class RefreshTokenReused(Payload):
     user_id: str
     family_id: str
+    ip_address: str | None = None
+
+
+@event(
+    "auth.signing_key_rotated",
+    version=1,
+    owner="identity",
+    summary="A new key signs access tokens; the previous one stays published until its tokens "
+    "have expired.",
+)
+class SigningKeyRotated(Payload):
+    kid: str
+    previous_kid: str | None = None
 
 
 @event(
