@@ -19,7 +19,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from saas.common.bus import BusClient, Principal
+from saas.common.bus import BusClient
 from saas.common.bus.requests import parse_reply
 from saas.common.cli import discover_processes
 from saas.common.contracts.audit import AuditPage, AuditQuery, AuditVerification, AuditVerifyRequest
@@ -30,6 +30,7 @@ from saas.common.events.outbox import Outbox
 from saas.devstack.servers import free_port
 from saas.devstack.supervisor import Child, Supervisor
 from tests.support.events import connect, member_event, write_events
+from tests.support.identity import owner_token
 
 pytestmark = pytest.mark.e2e
 WANTED = {"identity", "audit"}
@@ -99,38 +100,37 @@ async def wait_for_count(db: Database, prefix: str, expected: int, timeout: floa
 
 
 async def test_an_event_written_by_identity_reaches_the_audit_log(processes, db, stack):
-    tenant = f"flow-{uuid.uuid4().hex[:8]}"
-    events = [member_event(tenant, n) for n in range(25)]
-    await write_events(db, Outbox("identity"), events)
-    await wait_for_count(db, tenant, 25)
-
+    tenant = str(uuid.uuid4())
     bus = await connect(stack.nats_url)
     client = BusClient(bus, timeout=5)
-    admin = Principal(user_id="u-1", tenant_id=tenant, role="admin")
+    owner = await owner_token(client, tenant)  # a real account, made owner by identity...
+    await wait_for_count(db, tenant, 1)  # ...which identity announced: membership.added
+    events = [member_event(tenant, n) for n in range(25)]
+    await write_events(db, Outbox("identity"), events)
+    await wait_for_count(db, tenant, 26)
+
     page = await client.request(
-        "audit", "query", AuditQuery(tenant_id=tenant, limit=10), AuditPage, principal=admin
+        "audit", "query", AuditQuery(tenant_id=tenant, limit=10), AuditPage, token=owner
     )
-    assert [e.tenant_seq for e in page.items] == list(range(25, 15, -1))
+    assert [e.tenant_seq for e in page.items] == list(range(26, 16, -1))
     assert page.items[0].event_id == events[-1].id
     verdict = await client.request(
-        "audit", "verify", AuditVerifyRequest(tenant_id=tenant), AuditVerification, principal=admin
+        "audit", "verify", AuditVerifyRequest(tenant_id=tenant), AuditVerification, token=owner
     )
-    assert verdict.ok and verdict.checked == 25
-    with pytest.raises(ServiceError) as caught:
-        await client.request(
-            "audit",
-            "query",
-            AuditQuery(tenant_id=tenant),
-            AuditPage,
-            principal=Principal(user_id="u-2", tenant_id="another", role="owner"),
-        )
-    assert caught.value.code is ErrorCode.FORBIDDEN
+    assert verdict.ok and verdict.checked == 26
+    owner_elsewhere = await owner_token(client, str(uuid.uuid4()))
+    for token, code in ((owner_elsewhere, ErrorCode.NOT_FOUND), (None, ErrorCode.UNAUTHORIZED)):
+        with pytest.raises(ServiceError) as caught:
+            await client.request(
+                "audit", "query", AuditQuery(tenant_id=tenant), AuditPage, token=token
+            )
+        assert caught.value.code is code
     # A page size past the cap, sent raw as a misbehaving client would.
     raw = await bus.nc.request(
         "svc.audit.query",
         orjson.dumps({"tenant_id": tenant, "limit": 5000}),
         timeout=5,
-        headers=admin.to_headers(),
+        headers={"Authorization": f"Bearer {owner}"},
     )
     with pytest.raises(ServiceError) as too_big:
         parse_reply(raw.data, AuditPage)
@@ -237,36 +237,37 @@ async def recompute_from(db: Database, tenant: str, seq: int) -> None:
 async def test_a_deleted_tail_a_deleted_chain_and_a_recomputed_chain_are_each_detected(
     processes, db, stack
 ):
-    prefix = f"gone-{uuid.uuid4().hex[:6]}"
-    tail, chain, recomputed = (f"{prefix}-tail", f"{prefix}-chain", f"{prefix}-recomputed")
-    for tenant in (tail, chain, recomputed):
-        await write_events(db, Outbox("identity"), [member_event(tenant, n) for n in range(10)])
-    await wait_for_count(db, prefix, 30)
+    tail, chain, recomputed = (str(uuid.uuid4()) for _ in range(3))
     bus = await connect(stack.nats_url)
+    client = BusClient(bus, timeout=10)
+    owners = {tenant: await owner_token(client, tenant) for tenant in (tail, chain, recomputed)}
     for tenant in (tail, chain, recomputed):
-        await wait_for_checkpoint(bus, tenant, 10)
+        await wait_for_count(db, tenant, 1)  # membership.added of the owner: entry 1
+        await write_events(db, Outbox("identity"), [member_event(tenant, n) for n in range(10)])
+    for tenant in (tail, chain, recomputed):
+        await wait_for_count(db, tenant, 11)
+        await wait_for_checkpoint(bus, tenant, 11)
 
     delete = "DELETE FROM audit.events WHERE tenant_key = :t AND tenant_seq > :after"
     await as_superuser_without_triggers(
-        db, (delete, {"t": tail, "after": 8}), (delete, {"t": chain, "after": 0})
+        db, (delete, {"t": tail, "after": 9}), (delete, {"t": chain, "after": 0})
     )
-    await recompute_from(db, recomputed, 4)
-
-    client = BusClient(bus, timeout=10)
+    await recompute_from(db, recomputed, 5)
 
     async def verify_over_nats(tenant: str) -> AuditVerification:
-        admin = Principal(user_id="u-1", tenant_id=tenant, role="owner")
         request = AuditVerifyRequest(tenant_id=tenant)
-        return await client.request("audit", "verify", request, AuditVerification, principal=admin)
+        return await client.request(
+            "audit", "verify", request, AuditVerification, token=owners[tenant]
+        )
 
     cut = await verify_over_nats(tail)
-    assert not cut.ok and cut.checked == 8
-    assert cut.first_broken.tenant_seq == 9 and "missing" in cut.first_broken.reason
+    assert not cut.ok and cut.checked == 9
+    assert cut.first_broken.tenant_seq == 10 and "missing" in cut.first_broken.reason
     gone = await verify_over_nats(chain)
     assert not gone.ok and gone.checked == 0
     assert gone.first_broken.tenant_seq == 1 and "missing" in gone.first_broken.reason
     rewritten = await verify_over_nats(recomputed)
-    assert not rewritten.ok and 4 <= rewritten.first_broken.tenant_seq <= 10
+    assert not rewritten.ok and 5 <= rewritten.first_broken.tenant_seq <= 11
     assert "checkpoint" in rewritten.first_broken.reason
     await bus.close()
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from pydantic import BaseModel, Field
 
-from saas.common.bus import Bus, BusClient, Principal, RequestContext, Responder
+from saas.common.bus import Bus, BusClient, RequestContext, Responder
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.metrics import Metrics
 from saas.common.tokens import TokenVerifier
@@ -33,13 +33,11 @@ def make_responder(service: str, label: str = "a") -> Responder:
     @responder.operation("greet", Greet)
     async def greet(request: Greet, ctx: RequestContext) -> Greeting:
         await asyncio.sleep(request.delay)
-        p = ctx.principal
         return Greeting(
             text=f"hello {request.name} from {label}",
             request_id=ctx.request_id,
-            user_id=p.user_id if p else None,
-            tenant_id=p.tenant_id if p else None,
-            role=p.role if p else None,
+            tenant_id=ctx.client_ip,
+            role="bearer" if ctx.token else None,
         )
 
     @responder.operation("fail", Greet)
@@ -64,19 +62,35 @@ async def service(bus: Bus, tasks, unique):
     await responder.stop_taking_requests()
 
 
-async def test_typed_reply_carries_request_id_and_principal(client: BusClient, service):
+async def test_typed_reply_carries_request_id_token_and_client_address(client, service):
     name, _ = service
-    principal = Principal(user_id="u-1", tenant_id="t-1", role="admin")
     reply = await client.request(
-        name, "greet", Greet(name="ada"), Greeting, principal=principal, request_id="req-42"
+        name, "greet", Greet(name="ada"), Greeting, request_id="req-42", token="t", client_ip="::1"
     )
     assert reply.text == "hello ada from a"
-    assert (reply.request_id, reply.user_id, reply.tenant_id, reply.role) == (
-        "req-42",
-        "u-1",
-        "t-1",
-        "admin",
-    )
+    assert (reply.request_id, reply.tenant_id, reply.role) == ("req-42", "::1", "bearer")
+
+
+async def test_identity_headers_of_old_are_not_believed(bus: Bus, tasks, unique):
+    """A bus client writing X-Principal-* headers (or any header) is no one: only a token counts."""
+    keys = Keys()
+    keys.add()
+    name = f"forge{unique}"
+    responder = Responder(name)
+
+    @responder.operation("whoami", Greet)
+    async def whoami(request: Greet, ctx: RequestContext) -> Greeting:
+        return Greeting(text=(await ctx.user()).user_id, request_id=ctx.request_id)
+
+    await responder.start(bus, tasks, verifier=TokenVerifier(keys.jwks, POLICY))
+    forged = {
+        "X-Principal-User-Id": "u-admin",
+        "X-Principal-Tenant-Id": "t-1",
+        "X-Principal-Role": "owner",
+    }
+    msg = await bus.nc.request(f"svc.{name}.whoami", b'{"name": "x"}', timeout=2, headers=forged)
+    assert b'"unauthorized"' in msg.data and b"u-admin" not in msg.data
+    await responder.stop_taking_requests()
 
 
 async def test_service_error_keeps_its_stable_code(client, service):

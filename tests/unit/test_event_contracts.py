@@ -292,3 +292,13 @@ def test_upcasters_must_lead_step_by_step_to_the_current_version(catalogue, upca
         @event("test.thing_done", version=3, owner="tests", summary="x", upcasters=upcasters)
         class ThingDone(Payload):
             thing_id: str
+
+
+def test_the_committed_nats_users_match_the_code():
+    """infra/nats/auth.conf is what `saas bus users` writes; regenerate it when access changes."""
+    from pathlib import Path
+
+    from saas.common.commands.bus import production_auth_conf
+
+    committed = Path(__file__).resolve().parents[2] / "infra" / "nats" / "auth.conf"
+    assert committed.read_text() == production_auth_conf(), "run: saas bus users -o infra/nats/auth.conf"

@@ -1,6 +1,6 @@
 """The `saas` command, and what a service declares about the processes it runs.
 
-Built-in subcommands are generic (`db`, `events`, `migrate`, `run`). Each installed package adds its own
+Built-in subcommands are generic (`bus`, `db`, `events`, `migrate`, `run`). Each installed package adds its own
 through the `saas.commands` entry-point group (a service adds `saas <service>`, the development
 package adds `saas dev`), and declares its processes through `saas.processes`, so this library
 never imports a service and another team's package can plug in the same way.
@@ -106,8 +106,9 @@ def run(name: str | None) -> None:
 
 
 def _register_builtins() -> None:
-    from saas.common.commands import db, events, migrate, streams
+    from saas.common.commands import bus, db, events, migrate, streams
 
+    cli.add_command(bus.bus)
     cli.add_command(db.db)
     cli.add_command(migrate.migrate)
     events.events.add_command(streams.streams)

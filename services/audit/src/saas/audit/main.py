@@ -9,14 +9,15 @@ from saas.audit.checkpoints import CheckpointPublisher
 from saas.audit.cli import AUDIT
 from saas.audit.store import SCHEMA
 from saas.common.events.consumer import EventConsumer
+from saas.common.memberships import Memberships
 from saas.common.process import ServiceProcess
-from saas.common.settings import BusSettings, DatabaseSettings, EventSettings
+from saas.common.settings import BusSettings, DatabaseSettings, EventSettings, TokenSettings
 
 CONSUMER = "audit"
 
 
-class AuditSettings(DatabaseSettings, BusSettings, EventSettings):
-    """Audit reads the database, the bus and events."""
+class AuditSettings(DatabaseSettings, BusSettings, EventSettings, TokenSettings):
+    """Audit reads the database, the bus, events, and what a valid access token is."""
 
     # The audit service may only read and append: see migrations/audit/versions/0002.
     database_role: str | None = "audit_writer"
@@ -27,7 +28,8 @@ class AuditSettings(DatabaseSettings, BusSettings, EventSettings):
 
 def build(settings: AuditSettings | None = None) -> ServiceProcess:
     process = ServiceProcess(AUDIT, __version__, settings or AuditSettings.load())
-    handlers.register(process.responder, process.db, process.bus)
+    memberships = Memberships(process.client, ttl=process.settings.membership_cache_seconds)
+    handlers.register(process.responder, process.db, process.bus, memberships)
     checkpoints = process.add(CheckpointPublisher.for_process(process))
     process.add(
         EventConsumer.for_process(

@@ -5,7 +5,6 @@ Events (JetStream streams, the outbox relay, consumers) build on the same connec
 """
 
 from saas.common.bus.connection import Bus
-from saas.common.bus.principal import Principal
 from saas.common.bus.requests import BusClient, RequestContext, Responder
 
-__all__ = ["Bus", "BusClient", "Principal", "RequestContext", "Responder"]
+__all__ = ["Bus", "BusClient", "RequestContext", "Responder"]

@@ -24,12 +24,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ValidationError
 
 from saas.common.bus.connection import Bus
-from saas.common.bus.principal import (
-    HEADER_AUTHORIZATION,
-    HEADER_CLIENT_IP,
-    HEADER_REQUEST_ID,
-    Principal,
-)
+from saas.common.bus.headers import HEADER_AUTHORIZATION, HEADER_CLIENT_IP, HEADER_REQUEST_ID
 from saas.common.errors import ErrorBody, ErrorCode, ServiceError
 from saas.common.lifecycle import TaskTracker
 from saas.common.logging import get_logger, log_context
@@ -57,7 +52,6 @@ class RequestContext:
     """What a handler knows about the request besides its body."""
 
     request_id: str
-    principal: Principal | None
     subject: str
     token: str | None = field(default=None, repr=False)  # the forwarded access token
     client_ip: str | None = None
@@ -99,7 +93,6 @@ class BusClient:
         payload: BaseModel | None,
         reply_model: type[T],
         *,
-        principal: Principal | None = None,
         request_id: str | None = None,
         timeout: float | None = None,
         token: str | None = None,
@@ -111,8 +104,6 @@ class BusClient:
             HEADER_REQUEST_ID: request_id or str(uuid.uuid4()),
             HEADER_TIMEOUT: f"{timeout:g}",
         }
-        if principal:
-            headers.update(principal.to_headers())
         if token:
             headers[HEADER_AUTHORIZATION] = f"Bearer {token}"
         if client_ip:
@@ -263,7 +254,6 @@ class Responder:
         headers = msg.headers or {}
         ctx = RequestContext(
             request_id=headers.get(HEADER_REQUEST_ID) or str(uuid.uuid4()),
-            principal=Principal.from_headers(headers),
             subject=msg.subject,
             token=_bearer(headers.get(HEADER_AUTHORIZATION)),
             client_ip=headers.get(HEADER_CLIENT_IP) or None,
@@ -274,8 +264,6 @@ class Responder:
         budget = self._budget(headers)
         with log_context(
             request_id=ctx.request_id,
-            user_id=ctx.principal.user_id if ctx.principal else None,
-            tenant_id=ctx.principal.tenant_id if ctx.principal else None,
             ip_address=ctx.client_ip,
         ):
             try:

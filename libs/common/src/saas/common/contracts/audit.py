@@ -10,8 +10,11 @@ from pydantic import BaseModel, Field, model_validator
 MAX_PAGE_SIZE = 200
 
 
+NO_TENANT_DOC = '"" reads the events of no tenant (logins, password resets): platform admins only'
+
+
 class AuditQuery(BaseModel):
-    tenant_id: str = Field(min_length=1, max_length=100)
+    tenant_id: str = Field(max_length=100, description=NO_TENANT_DOC)
     types: list[str] = Field(default_factory=list, max_length=50)
     actor_id: str | None = Field(default=None, max_length=200)
     since: datetime | None = None
@@ -48,7 +51,7 @@ class AuditPage(BaseModel):
 
 
 class AuditVerifyRequest(BaseModel):
-    tenant_id: str = Field(min_length=1, max_length=100)
+    tenant_id: str = Field(max_length=100, description=NO_TENANT_DOC)
 
 
 class BrokenLinkReport(BaseModel):
