@@ -29,8 +29,8 @@ from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events.outbox import Outbox
 from saas.devstack.servers import free_port
 from saas.devstack.supervisor import Child, Supervisor
+from tests.support.accounts import owner_token
 from tests.support.events import connect, member_event, write_events
-from tests.support.identity import owner_token
 
 pytestmark = pytest.mark.e2e
 WANTED = {"identity", "audit"}

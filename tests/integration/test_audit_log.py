@@ -438,3 +438,30 @@ async def test_verify_notices_rewritten_stored_bytes(admin_db, writer_db, tenant
     )
     result = await verify(writer_db, tenant)
     assert result.first_broken.tenant_seq == 3 and "hash" in result.first_broken.reason
+
+
+async def test_a_long_chain_is_verified_page_by_page_each_in_its_own_transaction(writer_db, tenant):
+    await append(writer_db, events_for(tenant, 25))
+    async with writer_db.session() as session:
+        first = await store.verify(session, tenant, checkpoints=(), max_entries=10)
+    assert first.ok and not first.complete and first.checked >= 10 and first.next_cursor
+    whole = await store.verify_in_pages(writer_db, tenant, checkpoints=(), page=10)
+    assert whole.ok and whole.complete and whole.checked == 25
+    async with writer_db.session() as session:
+        with pytest.raises(ServiceError) as caught:
+            await store.verify(session, tenant, checkpoints=(), cursor="forged")
+    assert caught.value.code is ErrorCode.BAD_REQUEST
+
+
+async def test_paging_still_finds_a_broken_link_on_a_later_page(writer_db, admin_db, tenant):
+    await append(writer_db, events_for(tenant, 25))
+    async with admin_db.session() as session:
+        await session.execute(text("SET LOCAL session_replication_role = replica"))
+        await session.execute(
+            text(
+                "UPDATE audit.events SET actor_id = 'someone-else' WHERE tenant_key = :t AND tenant_seq = 22"
+            ),
+            {"t": tenant},
+        )
+    result = await store.verify_in_pages(writer_db, tenant, checkpoints=(), page=10)
+    assert not result.ok and result.complete and result.first_broken.tenant_seq == 22

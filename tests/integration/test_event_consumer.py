@@ -648,6 +648,21 @@ async def test_lag_that_cannot_be_measured_is_counted_and_a_missing_durable_recr
     await bus.close()
 
 
+async def test_events_pending_with_nothing_acknowledged_show_as_stalled(db, schema, nats_server):
+    bus = await connect(nats_server.url)
+    consumer = EventConsumer(
+        bus=bus, db=db, schema=schema, durable="c18", handler=recorder(schema), options=FAST
+    )
+    await consumer.subscribe()  # declared, never started: nothing will be acknowledged
+    await consumer.measure_lag()
+    assert _value(consumer.stalled, "c18") == 0  # nothing pending: nothing stalled
+    await publish(bus, [project_event("ts", n) for n in range(3)])
+    await asyncio.sleep(1.2)
+    await consumer.measure_lag()
+    assert _value(consumer.stalled, "c18") >= 1
+    await bus.close()
+
+
 async def test_at_drain_events_received_but_not_yet_processed_go_to_another_replica_at_once(
     db, schema, nats_server
 ):

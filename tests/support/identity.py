@@ -1,41 +1,113 @@
-"""Real accounts for tests that need a caller: registered, logged in and given a role by identity."""
+"""Helpers for tests of identity: a running identity process, its mail, its events."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any, TypeVar
 
-import jwt
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import text
 
 from saas.common.bus import BusClient
-from saas.common.contracts.identity import (
-    Accepted,
-    AddOwner,
-    LoginRequest,
-    Membership,
-    RegisterRequest,
-    TokenPair,
-)
+from saas.common.contracts.identity import LoginRequest, RegisterRequest, TokenPair
+from saas.common.db import Database
+from saas.common.process import ServiceProcess
+from saas.identity.deps import Deps
 
-PASSWORD = "a long and uncommon passphrase 4 tests"
+T = TypeVar("T", bound=BaseModel)
+PASSWORD = "plum-orbit-castle-91"
 
 
-async def signed_in(client: BusClient) -> tuple[str, str]:
-    """A new account's user id and access token (through identity's own operations)."""
-    email = f"tester-{uuid.uuid4().hex[:10]}@example.com"
-    await client.request(
-        "identity", "register", RegisterRequest(email=email, password=PASSWORD), Accepted
-    )
-    pair = await client.request(
-        "identity", "login", LoginRequest(email=email, password=PASSWORD), TokenPair
-    )
-    user_id = jwt.decode(pair.access_token, options={"verify_signature": False})["sub"]
-    return user_id, pair.access_token
+def new_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
 
 
-async def owner_token(client: BusClient, tenant_id: str) -> str:
-    """An access token of a new account that owns `tenant_id` (as tenancy makes creators owners)."""
-    user_id, token = await signed_in(client)
-    await client.request(
-        "identity", "internal.add_owner", AddOwner(tenant_id=tenant_id, user_id=user_id), Membership
-    )
-    return token
+@dataclass
+class Identity:
+    """A running identity process and a client that calls it as the gateway would."""
+
+    process: ServiceProcess
+    deps: Deps
+    client: BusClient
+    mail_dir: Path
+    db: Database
+
+    async def call(
+        self,
+        operation: str,
+        payload: BaseModel | None,
+        reply: type[T],
+        *,
+        token: str | None = None,
+        ip: str | None = "192.0.2.10",
+        request_id: str | None = None,
+    ) -> T:
+        return await self.client.request(
+            "identity",
+            operation,
+            payload,
+            reply,
+            token=token,
+            client_ip=ip,
+            request_id=request_id,
+        )
+
+    async def raw(self, operation: str, body: dict[str, Any], **headers: str) -> bytes:
+        msg = await self.client.bus.nc.request(
+            f"svc.identity.{operation}", orjson.dumps(body), timeout=10, headers=headers or None
+        )
+        return msg.data
+
+    async def mail_token(self, to: str, kind: str, *, after: int = 0, timeout: float = 20) -> str:
+        """The token of the newest mail of `kind` to `to`, once more than `after` of them exist."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = mails(self.mail_dir, to, kind)
+            if len(found) > after:
+                return found[-1]["X-Saas-Token"]
+            assert time.monotonic() < deadline, f"no {kind} mail to {to} after {timeout}s"
+            await asyncio.sleep(0.1)
+
+    async def signed_up(self, email: str | None = None, password: str = PASSWORD) -> str:
+        """Register and verify an account; returns its email."""
+        from saas.common.contracts.identity import Accepted, Done, VerifyEmailRequest
+
+        email = email or new_email()
+        await self.call("register", RegisterRequest(email=email, password=password), Accepted)
+        token = await self.mail_token(email, "verify_email")
+        await self.call("verify_email", VerifyEmailRequest(token=token), Done)
+        return email
+
+    async def login(
+        self, email: str, password: str = PASSWORD, ip: str = "192.0.2.10"
+    ) -> TokenPair:
+        return await self.call(
+            "login", LoginRequest(email=email, password=password), TokenPair, ip=ip
+        )
+
+
+def mails(mail_dir: Path, to: str, kind: str) -> list:
+    found = []
+    for path in sorted(mail_dir.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if message["To"] == to and message["X-Saas-Mail-Kind"] == kind:
+            found.append(message)
+    return found
+
+
+async def events(db: Database, type_: str, subject: str | None = None) -> list[dict[str, Any]]:
+    """Identity's events of a type (from its outbox), oldest first."""
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                text("SELECT body FROM identity.outbox WHERE type = :t ORDER BY seq"), {"t": type_}
+            )
+        ).scalars()
+        found = [orjson.loads(body) for body in rows]
+    return [e for e in found if subject is None or e.get("subject") == subject]

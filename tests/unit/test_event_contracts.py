@@ -301,4 +301,6 @@ def test_the_committed_nats_users_match_the_code():
     from saas.common.commands.bus import production_auth_conf
 
     committed = Path(__file__).resolve().parents[2] / "infra" / "nats" / "auth.conf"
-    assert committed.read_text() == production_auth_conf(), "run: saas bus users -o infra/nats/auth.conf"
+    assert committed.read_text() == production_auth_conf(), (
+        "run: saas bus users -o infra/nats/auth.conf"
+    )

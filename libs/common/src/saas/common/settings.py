@@ -247,7 +247,10 @@ class TokenSettings(Settings):
     jwt_audience: str = Field(default="saas-api", min_length=1)
     jwt_leeway: float = Field(default=30.0, ge=0, le=300, description="seconds of clock skew")
     membership_cache_seconds: float = Field(
-        default=5.0, ge=0, le=60, description="how long a service trusts identity's answer on a role"
+        default=5.0,
+        ge=0,
+        le=60,
+        description="how long a service trusts identity's answer on a role",
     )
 
 

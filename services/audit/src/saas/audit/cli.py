@@ -70,8 +70,7 @@ def verify(tenant_ids: tuple[str, ...], all_tenants: bool) -> None:
                 tenants.update(await checkpoints.checkpointed_tenants(bus.js))
             for tenant in sorted(tenants):
                 known = await checkpoints.read(bus.js, tenant)
-                async with db.session() as session:
-                    result = await store.verify(session, tenant, checkpoints=known)
+                result = await store.verify_in_pages(db, tenant, checkpoints=known)
                 label = chain_label(tenant)
                 if result.ok:
                     click.echo(

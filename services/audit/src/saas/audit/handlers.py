@@ -18,6 +18,7 @@ from saas.common.metrics import Metrics
 
 NO_TENANT = ""  # the chain of events that belong to no tenant
 
+
 async def require_reader(memberships: Memberships, ctx: RequestContext, tenant_id: str) -> None:
     """A tenant's log is for its owners and admins; the events of no tenant (logins, resets) are
     for platform admins. The caller is whoever their token proves, their role what identity says."""
@@ -42,7 +43,13 @@ def register(responder: Responder, db: Database, bus: Bus, memberships: Membersh
         # Checkpoints first: anything appended meanwhile only makes the chain longer.
         known = await checkpoints.read(bus.js, request.tenant_id)
         async with db.session() as session:
-            return await store.verify(session, request.tenant_id, checkpoints=known)
+            return await store.verify(
+                session,
+                request.tenant_id,
+                checkpoints=known,
+                cursor=request.cursor,
+                max_entries=request.max_entries,
+            )
 
 
 def make_event_handler(metrics: Metrics, on_committed: Callable[[Iterable[str]], None]):

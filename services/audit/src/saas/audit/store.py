@@ -31,6 +31,7 @@ from saas.common.contracts.audit import (
     AuditVerification,
     BrokenLinkReport,
 )
+from saas.common.db import Database
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events import EventEnvelope
 from saas.common.tenant_names import quote_schema
@@ -176,15 +177,38 @@ async def query(session: AsyncSession, q: AuditQuery) -> AuditPage:
     return AuditPage(items=items, next_cursor=next_cursor)
 
 
-async def verify(
-    session: AsyncSession, tenant_id: str, *, checkpoints: Sequence[Checkpoint]
-) -> AuditVerification:
-    """Walk the tenant's chain page by page against its `checkpoints` (`checkpoints.read`) and
-    report the first broken link, or the entries a checkpoint proves are missing at its end."""
-    index = index_checkpoints(checkpoints)
-    prev, expected, checked, after = GENESIS, 1, 0, 0
+def _encode_walk(after: int, prev: str, checked: int) -> str:
+    doc = orjson.dumps({"a": after, "p": prev, "c": checked})
+    return base64.urlsafe_b64encode(doc).decode().rstrip("=")
 
-    def verdict(broken: BrokenLink | None) -> AuditVerification:
+
+def _decode_walk(cursor: str) -> tuple[int, str, int]:
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        after, prev, checked = int(doc["a"]), str(doc["p"]), int(doc["c"])
+        if after < 0 or checked < 0 or len(prev) != 64:
+            raise ValueError
+        return after, prev, checked
+    except Exception:
+        raise ServiceError(ErrorCode.BAD_REQUEST, "cursor is not one this service issued") from None
+
+
+async def verify(
+    session: AsyncSession,
+    tenant_id: str,
+    *,
+    checkpoints: Sequence[Checkpoint],
+    cursor: str | None = None,
+    max_entries: int | None = None,
+) -> AuditVerification:
+    """Walk the tenant's chain against its `checkpoints` (`checkpoints.read`) and report the first
+    broken link, or the entries a checkpoint proves are missing at its end. With `max_entries`,
+    stop after about that many and return a cursor to go on from (in another transaction)."""
+    index = index_checkpoints(checkpoints)
+    after, prev, checked = _decode_walk(cursor) if cursor else (0, GENESIS, 0)
+    expected, walked = after + 1, 0
+
+    def verdict(broken: BrokenLink | None, *, more: bool = False) -> AuditVerification:
         report = BrokenLinkReport(**broken.__dict__) if broken is not None else None
         return AuditVerification(
             tenant_id=tenant_id,
@@ -192,9 +216,13 @@ async def verify(
             checked=checked,
             checkpoints=len(checkpoints),
             first_broken=report,
+            complete=not more,
+            next_cursor=_encode_walk(after, prev, checked) if more else None,
         )
 
     while True:
+        if max_entries is not None and walked >= max_entries:
+            return verdict(None, more=True)
         page = (
             (
                 await session.execute(
@@ -216,7 +244,25 @@ async def verify(
             checked += sum(1 for r in page if r["tenant_seq"] < broken.tenant_seq)
             return verdict(broken)
         checked += len(page)
+        walked += len(page)
         after = page[-1]["tenant_seq"]
+
+
+async def verify_in_pages(
+    db: Database, tenant_id: str, *, checkpoints: Sequence[Checkpoint], page: int = 20_000
+) -> AuditVerification:
+    """The whole chain, a transaction per `page` entries (operators' checks of long chains)."""
+    result = AuditVerification(tenant_id=tenant_id, ok=True, checked=0, complete=False)
+    while not result.complete:
+        async with db.session() as session:
+            result = await verify(
+                session,
+                tenant_id,
+                checkpoints=checkpoints,
+                cursor=result.next_cursor,
+                max_entries=page,
+            )
+    return result
 
 
 _ALL_HEADS = sa.text(

@@ -51,7 +51,12 @@ class AuditPage(BaseModel):
 
 
 class AuditVerifyRequest(BaseModel):
+    """One page of a chain's verification; ask again with `next_cursor` until `complete`.
+    Each page is its own short transaction, so verifying a long chain holds nothing for long."""
+
     tenant_id: str = Field(max_length=100, description=NO_TENANT_DOC)
+    cursor: str | None = Field(default=None, max_length=500)
+    max_entries: int = Field(default=20_000, ge=1, le=200_000)
 
 
 class BrokenLinkReport(BaseModel):
@@ -66,3 +71,5 @@ class AuditVerification(BaseModel):
     checked: int  # entries found intact before the first broken one
     checkpoints: int = 0  # checkpoints of the chain it was checked against
     first_broken: BrokenLinkReport | None = None
+    complete: bool = True  # false: the chain goes on; ask again with `next_cursor`
+    next_cursor: str | None = None

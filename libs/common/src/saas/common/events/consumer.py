@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
@@ -183,6 +184,11 @@ class EventConsumer(Component):
         self.lag = m.gauge(
             "consumer_pending", "Events in the stream not yet acknowledged", ("consumer",)
         )
+        self.stalled = m.gauge(
+            "consumer_stalled_seconds",
+            "How long events have been pending without the acknowledged floor moving",
+            ("consumer",),
+        )
         self.lag_errors = m.counter(
             "consumer_lag_errors_total",
             "Failures to measure consumer_pending, which is stale meanwhile",
@@ -325,7 +331,13 @@ class EventConsumer(Component):
                 with contextlib.suppress(Exception):  # the fetch loop notices it too
                     await self.declare()
             return
-        self.lag.labels(self.durable).set(info.num_pending + info.num_ack_pending)
+        pending = info.num_pending + info.num_ack_pending
+        self.lag.labels(self.durable).set(pending)
+        # How long the oldest unacknowledged event has kept the ack floor still: events the
+        # stream's age limit would drop unread are flagged long before they are.
+        last = (info.ack_floor.last_active if info.ack_floor else None) or info.created
+        stalled = (datetime.now(UTC) - last).total_seconds() if pending and last else 0.0
+        self.stalled.labels(self.durable).set(max(0.0, stalled))
 
     # -- one batch ----------------------------------------------------------------------------
     async def process(self, msgs: list[Msg]) -> None:
