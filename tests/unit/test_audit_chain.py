@@ -1,6 +1,8 @@
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from saas.audit.chain import (
     GENESIS,
     Checkpoint,
@@ -133,3 +135,33 @@ def test_entries_a_checkpoint_proves_existed_are_reported_missing():
     assert cut.tenant_seq == 5 and "5 to 6 are missing" in cut.reason and cut.event_id == ""
     gone = missing_tail(0, checkpoints_of(rows, 6))
     assert gone.tenant_seq == 1 and "whole chain" in gone.reason
+
+
+@pytest.mark.parametrize("microsecond", [0, 1, 999_999])
+@pytest.mark.parametrize("subject", [None, "acme", "ünïcode ☃"])
+def test_the_write_path_canonical_form_is_the_same_bytes_as_verifys(microsecond, subject):
+    import uuid
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from saas.audit.chain import canonical, canonical_new
+
+    entry = {
+        "event_id": uuid.uuid4(),
+        "tenant_key": "t-1",
+        "tenant_seq": 7,
+        "type": "membership.added",
+        "source": "saas/identity",
+        "subject": subject,
+        "actor_type": "user",
+        "actor_id": "u-1",
+        "occurred_at": datetime(
+            2026, 11, 29, 12, 0, 0, microsecond, tzinfo=timezone(timedelta(hours=2))
+        ),
+        "correlation_id": None,
+        "data_version": 1,
+        "payload": {"b": [1, 2.5, None], "a": {"z": "é", "y": True}},
+    }
+    assert canonical_new(entry) == canonical(entry)
+    assert canonical_new(
+        {**entry, "occurred_at": entry["occurred_at"].astimezone(UTC)}
+    ) == canonical(entry)

@@ -40,18 +40,30 @@ CHAINED_FIELDS = (
 )
 
 
+_AS_IS = frozenset({str, int, float, bool, dict, list, type(None)})
+
+
 def _normal(value: Any) -> Any:
+    kind = type(value)
+    if kind in _AS_IS:  # nearly every field: checked first, by exact type
+        return value
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="microseconds")
-    return (
-        str(value)
-        if not isinstance(value, (str, int, float, bool, dict, list, type(None)))
-        else value
-    )
+    if isinstance(value, (str, int, float, dict, list)):  # subclasses serialise as their base
+        return value
+    return str(value)
 
 
 def canonical(entry: Mapping[str, Any]) -> bytes:
     return orjson.dumps({f: _normal(entry[f]) for f in CHAINED_FIELDS}, option=orjson.OPT_SORT_KEYS)
+
+
+def canonical_new(entry: Mapping[str, Any]) -> bytes:
+    """`canonical` of an entry fresh from an event (exactly the chained fields; a UUID, which orjson
+    writes as `str` does; an aware time): the same bytes with less Python, for the write path."""
+    fields = dict(entry)
+    fields["occurred_at"] = entry["occurred_at"].astimezone(UTC).isoformat(timespec="microseconds")
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
 def link_hash(prev_hash: str, entry: bytes) -> str:

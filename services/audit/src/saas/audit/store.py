@@ -18,7 +18,7 @@ from saas.audit.chain import (
     GENESIS,
     BrokenLink,
     Checkpoint,
-    canonical,
+    canonical_new,
     first_broken_link,
     index_checkpoints,
     link_hash,
@@ -112,7 +112,7 @@ async def append(session: AsyncSession, batch: list[EventEnvelope]) -> int:
         for event in by_tenant[tenant_key]:
             seq += 1
             entry = entry_from_event(event, seq)
-            stored = canonical(entry)
+            stored = canonical_new(entry)
             digest = link_hash(prev, stored)
             rows.append({**entry, "entry": stored, "prev_hash": prev, "hash": digest})
             prev = digest
@@ -129,10 +129,10 @@ async def _copy_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     and it needs no more than the INSERT privilege the audit role has."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    records = [
-        tuple(orjson.dumps(r[c]).decode() if c == "payload" else r[c] for c in COPY_COLUMNS)
-        for r in rows
-    ]
+    dumps = orjson.dumps
+    for row in rows:
+        row["payload"] = dumps(row["payload"]).decode()  # JSONB from text: one conversion here
+    records = [tuple(r[c] for c in COPY_COLUMNS) for r in rows]
     await raw.driver_connection.copy_records_to_table(
         "events", schema_name=SCHEMA, columns=COPY_COLUMNS, records=records
     )
