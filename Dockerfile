@@ -38,18 +38,20 @@ WORKDIR /src
 # 1. Third-party dependencies only. `--locked` checks the lock against the whole workspace, so
 #    every member's pyproject.toml is needed here (their code is not).
 COPY --from=manifests /src ./
+# The `--package saas-<name>` arguments, one per line: every service's, or the one asked for.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN if [ "${SERVICE}" = all ]; then ls services; else echo "${SERVICE}"; fi \
-        | sed 's/^/--package saas-/' > /tmp/packages \
+        | sed 's/^/--package\nsaas-/' > /tmp/packages \
     && test -s /tmp/packages
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-install-workspace $(cat /tmp/packages)
+    xargs -a /tmp/packages uv sync --locked --no-dev --no-install-workspace
 
 # 2. The shared library and the service(s), installed as regular (non-editable) packages so the
 #    runtime stage needs nothing from /src.
 COPY libs/common/src libs/common/src
 COPY services services
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable $(cat /tmp/packages)
+    xargs -a /tmp/packages uv sync --locked --no-dev --no-editable
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
