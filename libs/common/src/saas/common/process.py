@@ -108,6 +108,7 @@ class ServiceProcess:
         if isinstance(s, DatabaseSettings):
             self._db = Database.from_settings(s, application_name=self.name)
             self.health.add("database", self._db.ping)
+            self._export_pool_usage(self._db, s.db_pool_size + s.db_max_overflow)
         if isinstance(s, BusSettings):
             self._bus = Bus(
                 s.nats_url, name=f"{self.name}@{self.instance}", tls_ca_file=s.nats_tls_ca_file
@@ -132,6 +133,16 @@ class ServiceProcess:
 
             self._temporal = Temporal(s.temporal_host, s.temporal_namespace)
             self.health.add("temporal", self._temporal.check)
+
+    def _export_pool_usage(self, db: Database, capacity: int) -> None:
+        """`database_connection_pool_usage`: the share of the pool's connections in use (0 to 1);
+        near 1, requests start waiting for a connection (alerted over 0.8)."""
+        in_use = self.metrics.gauge(
+            "database_connection_pool_usage", "Share of the pool's connections checked out"
+        )
+        in_use.set_function(lambda: db.engine.pool.checkedout() / capacity)  # type: ignore[attr-defined]
+        size = self.metrics.gauge("database_connection_pool_size", "Connections the pool may open")
+        size.set(capacity)
 
     def _need(self, resource: R | None, what: str, group: type[Settings]) -> R:
         if resource is None:
