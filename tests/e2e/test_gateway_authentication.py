@@ -181,7 +181,7 @@ def test_garbage_and_oversized_tokens_are_a_401(api, token):
 
 def test_a_flood_of_unknown_kids_asks_identity_for_keys_at_most_once_or_twice(api):
     def jwks_requests() -> float:
-        text = api.http.get("/metrics").text
+        text = api.metrics()
         return sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()

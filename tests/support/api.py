@@ -27,9 +27,17 @@ def new_email(prefix: str = "user") -> str:
 
 @dataclass
 class Api:
-    http: httpx.Client
+    http: httpx.Client  # the gateway's public API
     children: dict[str, Child]
     mail_dir: Path
+
+    @property
+    def ops(self) -> str:
+        """The gateway's ops port: /health, /health/ready, /metrics, /status."""
+        return self.children["gateway"].url
+
+    def metrics(self) -> str:
+        return httpx.get(self.ops + "/metrics", timeout=10).text
 
     def mail(self, to: str, kind: str, *, after: int = 0, timeout: float = 30):
         deadline = time.monotonic() + timeout
@@ -80,6 +88,11 @@ def running_api(
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
         "MAIL_DIR": str(mail_dir),
         "OUTBOX_POLL_INTERVAL": "0.2",
+        # Every request of a test comes from 127.0.0.1: limits a whole suite stays under (the
+        # rate-limit tests set their own).
+        "RATE_LIMIT_ANONYMOUS": "100000/minute",
+        "RATE_LIMIT_AUTH_ADDRESS": "100000/minute",
+        "RATE_LIMIT_AUTH_ACCOUNT": "1000/minute",
         **env,
     }
     supervisor = Supervisor(
@@ -89,11 +102,15 @@ def running_api(
         log_dir=tmp_path_factory.mktemp("logs"),
     )
     specs = [s for s in discover_processes() if s.name in names]
-    children = supervisor.start(specs, {s.name: free_port() for s in specs})
+    children = supervisor.start(
+        specs,
+        {s.name: free_port() for s in specs},
+        {s.name: free_port() for s in specs if s.public},
+    )
     try:
         supervisor.wait_ready(timeout=90)
         by_name = {c.spec.name: c for c in children}
-        with httpx.Client(base_url=by_name["gateway"].url, timeout=30) as http:
+        with httpx.Client(base_url=by_name["gateway"].public_url, timeout=30) as http:
             yield Api(http, by_name, mail_dir)
     finally:
         supervisor.stop()

@@ -72,6 +72,9 @@ _documented_scheme = HTTPBearer(auto_error=False, description="an access token f
 
 async def current_user(request: Request, _: None = Depends(_documented_scheme)) -> Claims:
     token = bearer_token(request)
+    verified = getattr(request.state, "claims", None)  # the rate limiter verified it already
+    if verified is not None and verified.raw == token:
+        return verified
     try:
         return await get_process(request).tokens.verify(token)
     except InvalidToken as exc:
@@ -128,9 +131,14 @@ def user_tenancy(request: Request, user: CurrentUser) -> Upstream:
     return _upstream("tenancy", request, user.raw)
 
 
+def user_audit(request: Request, user: CurrentUser) -> Upstream:
+    return _upstream("audit", request, user.raw)
+
+
 AnonymousIdentity = Annotated[Upstream, Depends(anonymous_identity)]
 Identity = Annotated[Upstream, Depends(user_identity)]
 Tenancy = Annotated[Upstream, Depends(user_tenancy)]
+Audit = Annotated[Upstream, Depends(user_audit)]
 
 
 async def tenant_by_slug(
