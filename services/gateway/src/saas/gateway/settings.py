@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
 from saas.common.settings import BusSettings, HttpSettings, RedisSettings, TokenSettings
@@ -28,6 +28,11 @@ class GatewaySettings(BusSettings, RedisSettings, HttpSettings, TokenSettings):
     # OPS_HOST/OPS_PORT (8005 in development), which never faces clients.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)
+    # GATEWAY_OPS_PORT first: the one image sets OPS_PORT for every service and this for the
+    # gateway, whose API has OPS_PORT's usual port (8080).
+    ops_port: int | None = Field(
+        default=None, ge=0, le=65535, validation_alias=AliasChoices("gateway_ops_port", "ops_port")
+    )
     status_timeout: float = Field(
         default=2.0, gt=0, description="seconds each service gets to answer /api/v1/status"
     )
