@@ -54,7 +54,11 @@ def names(limits: list[Limit]) -> list[tuple[str, str]]:
 
 def test_login_counts_per_address_and_per_account():
     limits = limits_for(
-        POLICIES, method="POST", path="/api/v1/auth/login", address="203.0.113.9", email=" Ada@Example.COM"
+        POLICIES,
+        method="POST",
+        path="/api/v1/auth/login",
+        address="203.0.113.9",
+        email=" Ada@Example.COM",
     )
     assert names(limits) == [
         ("auth-address", "203.0.113.9"),
@@ -77,7 +81,9 @@ def test_register_and_reset_requests_count_per_account_too_but_reset_confirmatio
 
 
 def test_an_authenticated_request_counts_per_user_and_under_a_tenant_per_tenant():
-    me = limits_for(POLICIES, method="GET", path="/api/v1/users/me", address="1.2.3.4", user_id="u1")
+    me = limits_for(
+        POLICIES, method="GET", path="/api/v1/users/me", address="1.2.3.4", user_id="u1"
+    )
     assert names(me) == [("user", "u1")]
     members = limits_for(
         POLICIES, method="GET", path="/api/v1/tenants/Acme/members", address="1.2.3.4", user_id="u1"

@@ -35,35 +35,64 @@ def _refusal(max_bytes: int) -> bytes:
     )
 
 
+LINGER_SECONDS = 2.0
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """Two checks: bytes of a head still arriving are counted before they are parsed (so a head
+    that never ends costs at most the limit), and a head that ended is measured as parsed (so one
+    that arrived whole in a single read is caught too, before a task is made for it)."""
+
     max_head_bytes = 32 * 1024
     _in_head = True  # between a message's first byte (or the connection's) and its headers' end
     _head_bytes = 0
+    _refused = False
+    _answered = False
 
     def data_received(self, data: bytes) -> None:
-        was_in_head = self._in_head
-        super().data_received(data)
-        if not self._in_head or self.transport.is_closing():
-            self._head_bytes = 0
-            return
-        # Still inside a head: all of this chunk belongs to it (or, if the head began within the
-        # chunk, a little more: the previous message's tail, which only makes the count safer).
-        self._head_bytes = self._head_bytes + len(data) if was_in_head else len(data)
-        if self._head_bytes > self.max_head_bytes:
-            self._refuse()
-
-    def _refuse(self) -> None:
-        if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(_refusal(self.max_head_bytes))
-        self.transport.close()  # a pipelined request still answering: just hang up
+        if self._refused:
+            return  # what the client still sends after the 431 is read and dropped
+        if self._in_head:
+            end = data.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end + 4
+            if self._head_bytes > self.max_head_bytes:
+                self._refused = True
+        if not self._refused:
+            super().data_received(data)
+        if self._refused and not self._answered:
+            self._answer()
 
     def on_headers_complete(self) -> None:
+        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if size > self.max_head_bytes:
+            self._refused = True  # no task for it; data_received answers once parsing returns
+            return
         self._in_head = False
+        self._head_bytes = 0
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
+        if self._refused:
+            return
         self._in_head = True
         super().on_message_complete()
+
+    def _answer(self) -> None:
+        self._answered = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a pipelined request is still answering: just hang up
+            return
+        # Answer, then close only our side and keep reading (and dropping) for a moment: closing
+        # a socket with unread data makes the kernel reset the connection, and the client would
+        # lose the 431 along with the rest.
+        self.transport.write(_refusal(self.max_head_bytes))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 def bounded_httptools(max_head_bytes: int) -> type[BoundedHttpToolsProtocol]:
