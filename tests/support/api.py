@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -114,3 +115,48 @@ def running_api(
             yield Api(http, by_name, mail_dir)
     finally:
         supervisor.stop()
+
+
+def bearer(pair: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {pair['access_token']}"}
+
+
+def make_tenant(api: Api, owner_pair: dict) -> tuple[str, str]:
+    """A tenant row as tenancy writes it, and its owner as tenancy's workflow makes it."""
+    from sqlalchemy import text
+
+    from saas.common.bus import Bus, BusClient
+    from saas.common.contracts.identity import AddOwner, Membership
+    from saas.common.db import Database
+    from saas.common.settings import DatabaseSettings
+
+    tenant_id, slug = str(uuid.uuid4()), f"acme-{uuid.uuid4().hex[:8]}"
+    user_id = api.http.get(f"{API}/users/me", headers=bearer(owner_pair)).json()["id"]
+
+    async def create() -> None:
+        db = Database.from_settings(DatabaseSettings.load())
+        try:
+            async with db.session() as session:
+                await session.execute(
+                    text(
+                        "INSERT INTO public.tenants (id, slug, name, status) "
+                        "VALUES (:i, :s, 'Acme', 'ready')"
+                    ),
+                    {"i": tenant_id, "s": slug},
+                )
+        finally:
+            await db.dispose()
+        bus = Bus(os.environ["NATS_URL"], name="tests")
+        await bus.connect()
+        try:
+            await BusClient(bus, timeout=10).request(
+                "identity",
+                "internal.add_owner",
+                AddOwner(tenant_id=tenant_id, user_id=user_id),
+                Membership,
+            )
+        finally:
+            await bus.close()
+
+    asyncio.run(create())
+    return tenant_id, slug

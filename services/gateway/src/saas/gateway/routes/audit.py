@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from saas.common.contracts.audit import (
     MAX_PAGE_SIZE,
@@ -63,15 +65,18 @@ async def _query(
     cursor: str | None,
     limit: int,
 ) -> AuditPage:
-    query = AuditQuery(
-        tenant_id=tenant_id,
-        types=types or [],
-        actor_id=actor,
-        since=since,
-        until=until,
-        cursor=cursor,
-        limit=limit,
-    )
+    try:
+        query = AuditQuery(
+            tenant_id=tenant_id,
+            types=types or [],
+            actor_id=actor,
+            since=since,
+            until=until,
+            cursor=cursor,
+            limit=limit,
+        )
+    except ValidationError as exc:  # e.g. `since` after `until`: the client's mistake, a 422
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
     return await audit("query", query, AuditPage)
 
 
