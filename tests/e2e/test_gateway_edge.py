@@ -7,7 +7,9 @@ which the gateways trust: so tests do not share limits, and the trusted-proxy pa
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
 import time
 import uuid
 
@@ -322,3 +324,46 @@ def test_with_redis_down_general_routes_go_on_auth_routes_503_and_the_gateway_st
         (one, two)[i % 2].get(f"{API}/status", headers=as_client(ip)).status_code for i in range(11)
     ]
     assert codes.count(200) in (10, 11) and codes[-1] == 429
+
+
+# -- SIGTERM under load --------------------------------------------------------------------------
+async def test_sigterm_under_load_turns_readiness_false_first_and_finishes_every_accepted_request(
+    stack, valkey, identity, keys, tmp_path
+):
+    SLOW["seconds"] = 1.0
+    try:
+        with gateways(
+            stack,
+            tmp_path,
+            REDIS_URL=valkey.url,
+            DRAIN_DELAY="0.5",
+            SHUTDOWN_TIMEOUT="10",
+            RATE_LIMIT_USER="100000/minute",
+        ) as (child,):
+            limits = httpx.Limits(max_connections=100)
+            async with (
+                httpx.AsyncClient(base_url=child.public_url, timeout=15, limits=limits) as http,
+                httpx.AsyncClient(base_url=child.url, timeout=5) as ops,
+            ):
+                in_flight = [
+                    asyncio.create_task(http.get(f"{API}/users/me", headers=token(keys)))
+                    for _ in range(48)
+                ]
+                await asyncio.sleep(0.5)  # every request is being answered (each takes 1 s)
+                child.process.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.1)
+                ready = await ops.get("/health/ready")
+                assert ready.status_code == 503 and ready.json()["status"] == "draining"
+                # Load balancers are told first; the port still takes requests for DRAIN_DELAY.
+                async with httpx.AsyncClient(base_url=child.public_url, timeout=5) as late:
+                    assert (await late.get(f"{API}/status")).status_code == 200
+                answers = await asyncio.gather(*in_flight)
+                assert [a.status_code for a in answers] == [200] * 48
+                await asyncio.sleep(1.0)
+                with pytest.raises(httpx.ConnectError):
+                    async with httpx.AsyncClient(base_url=child.public_url) as after:
+                        await after.get(f"{API}/status")
+            exit_code = await asyncio.to_thread(child.process.wait, 20)
+            assert exit_code == 0
+    finally:
+        SLOW["seconds"] = 0.0
