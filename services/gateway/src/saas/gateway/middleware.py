@@ -11,6 +11,7 @@ headers and the `api_request_duration_seconds` histogram.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -24,6 +25,7 @@ from saas.gateway.client_address import TrustedProxies
 
 REQUEST_ID_HEADER = b"x-request-id"
 log = get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -124,10 +126,11 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - started
                 template = getattr(scope.get("route"), "path", "unmatched")
                 self.latency.labels(scope["method"], template, str(status)).observe(elapsed)
-                log.info(
-                    "request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
+                if _stdlib_log.isEnabledFor(logging.INFO):  # build no line that is dropped
+                    log.info(
+                        "request",
+                        method=scope["method"],
+                        path=scope["path"],
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                    )
