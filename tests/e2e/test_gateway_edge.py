@@ -367,3 +367,23 @@ async def test_sigterm_under_load_turns_readiness_false_first_and_finishes_every
             assert exit_code == 0
     finally:
         SLOW["seconds"] = 0.0
+
+
+def test_by_default_only_failed_or_slow_requests_get_a_log_line(pair):
+    (child, _), (one, _) = pair
+    one.get(f"{API}/status", headers={"X-Request-Id": "quiet-200"})
+    one.get(f"{API}/nope", headers={"X-Request-Id": "loud-404"})
+
+    def logged(request_id: str) -> bool:
+        return any(
+            f'"request_id": "{request_id}"' in line and '"message": "request"' in line
+            for line in child.log_path.read_text().splitlines()
+        )
+
+    deadline = time.monotonic() + 5
+    while not logged("loud-404"):
+        assert time.monotonic() < deadline, "the 404 was not logged"
+        time.sleep(0.05)
+    assert not logged("quiet-200")
+    text = httpx.get(child.url + "/metrics").text
+    assert 'route="/api/v1/status",status="200"' in text  # yet it is counted

@@ -26,6 +26,7 @@ def running(stack, tmp_path_factory) -> Iterator[dict[str, Child]]:
         "APP_ENV": "test",
         "LOG_FORMAT": "json",
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
+        "ACCESS_LOG": "all",
     }
     supervisor = Supervisor(
         env,

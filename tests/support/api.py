@@ -89,6 +89,7 @@ def running_api(
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
         "MAIL_DIR": str(mail_dir),
         "OUTBOX_POLL_INTERVAL": "0.2",
+        "ACCESS_LOG": "all",  # tests search the logs for every request
         # Every request of a test comes from 127.0.0.1: limits a whole suite stays under (the
         # rate-limit tests set their own).
         "RATE_LIMIT_ANONYMOUS": "100000/minute",

@@ -111,6 +111,8 @@ def api(process: ServiceProcess, settings: GatewaySettings) -> FastAPI:
         metrics=process.metrics,
         proxies=TrustedProxies(settings.trusted_proxies),
         hsts_max_age=settings.hsts_max_age,
+        access_log=settings.access_log,
+        slow_seconds=settings.slow_request_seconds,
     )
     return app
 

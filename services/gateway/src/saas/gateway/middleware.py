@@ -7,6 +7,10 @@ headers and the `api_request_duration_seconds` histogram.
   services (who put it in their logs and, as `correlation_id`, in the events the request causes).
 - The client's address comes from `TrustedProxies`; it replaces `scope["client"]`, so logs, rate
   limits and the address forwarded to services (identity counts failed logins by it) all agree.
+- Every request is timed in the histogram; a log line is written for every request
+  (`ACCESS_LOG=all`) or, by default, only for those that failed or were slow (`errors`): a line
+  per successful request cost about a third of the gateway's CPU per request (docs/benchmarks.md),
+  and the ingress in front logs every request anyway.
 """
 
 from __future__ import annotations
@@ -69,8 +73,12 @@ class RequestContextMiddleware:
         metrics: Metrics,
         proxies: TrustedProxies | None = None,
         hsts_max_age: int = 0,
+        access_log: str = "all",
+        slow_seconds: float = 1.0,
     ) -> None:
         self.app = app
+        self.access_log = access_log
+        self.slow_seconds = slow_seconds
         self.proxies = proxies or TrustedProxies()
         self.always, self.over_tls = security_headers(hsts_max_age=hsts_max_age)
         self.latency = metrics.histogram(
@@ -92,6 +100,13 @@ class RequestContextMiddleware:
         proto = [v.decode("latin-1") for n, v in headers if n == b"x-forwarded-proto"]
         client = self.proxies.client(peer, forwarded)
         return client, tls or self.proxies.forwarded_tls(peer, proto)
+
+    def _worth_a_line(self, status: int, elapsed: float) -> bool:
+        if self.access_log == "all":
+            return True
+        if self.access_log == "off":
+            return False
+        return status >= 400 or elapsed >= self.slow_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -126,7 +141,7 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - started
                 template = getattr(scope.get("route"), "path", "unmatched")
                 self.latency.labels(scope["method"], template, str(status)).observe(elapsed)
-                if _stdlib_log.isEnabledFor(logging.INFO):  # build no line that is dropped
+                if self._worth_a_line(status, elapsed) and _stdlib_log.isEnabledFor(logging.INFO):
                     log.info(
                         "request",
                         method=scope["method"],

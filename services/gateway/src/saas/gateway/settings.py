@@ -50,6 +50,12 @@ class GatewaySettings(BusSettings, RedisSettings, HttpSettings, TokenSettings):
         ge=0,
         description="Strict-Transport-Security max-age for requests that came over TLS; 0: none",
     )
+    access_log: Literal["all", "errors", "off"] = Field(
+        default="errors",
+        description="a log line for every request, or only for those answered 4xx/5xx or slower "
+        "than SLOW_REQUEST_SECONDS (every request is in api_request_duration_seconds anyway)",
+    )
+    slow_request_seconds: float = Field(default=1.0, gt=0)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="CIDRs of proxies whose X-Forwarded-For is believed (comma-separated)",
