@@ -76,7 +76,11 @@ async def running(
             log_dir=folder / "logs",
         )
         specs = [s for s in discover_processes() if s.name in set(processes)]
-        children = supervisor.start(specs, {s.name: free_port() for s in specs})
+        children = supervisor.start(
+            specs,
+            {s.name: free_port() for s in specs},
+            {s.name: free_port() for s in specs if s.public},
+        )
         await asyncio.to_thread(supervisor.wait_ready, 90)
         yield Bench(
             folder, logins, os.environ["NATS_URL"], {c.spec.name: c for c in children}, base

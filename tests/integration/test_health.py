@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-import sqlalchemy
 import pytest
+import sqlalchemy
 
 from saas.common.process import ServiceProcess
 from saas.common.settings import (
