@@ -42,7 +42,7 @@ def start(stack, process: str, **env: str) -> tuple[subprocess.Popen, str]:
     return child, f"http://127.0.0.1:{port}"
 
 
-def wait_for_health(url: str, child: subprocess.Popen, timeout: float = 20) -> httpx.Response:
+def wait_for_health(url: str, child: subprocess.Popen, timeout: float = 60) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert child.poll() is None, child.stdout.read().decode()[-2000:]

@@ -31,14 +31,22 @@ async def scratch_database(stack) -> AsyncIterator[str]:
     """A new database with the logins' rights in it; yields its name."""
     name = f"scratch_{uuid.uuid4().hex[:10]}"
     admin = make_url(stack.database_admin_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    admin_dsn = admin.render_as_string(hide_password=False)
+
+    async def as_admin(statement: str) -> None:
+        # A connection per statement: none sits idle across the test.
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    await as_admin(f'CREATE DATABASE "{name}"')
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
         await bootstrap_roles(_on(stack.database_admin_url, name), {})
         yield name
     finally:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        await as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _migrate_audit(stack, database: str, revision: str) -> None:
