@@ -27,6 +27,7 @@ from saas.common.settings import (
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "infra" / "k8s"
+BASE_CONFIG = K8S / "base" / "config"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 
 # Settings whose values are secrets: each comes from the Secret, never from a ConfigMap.
@@ -179,6 +180,7 @@ def public_port(process: Process) -> int | None:
 
 
 __all__ = [
+    "BASE_CONFIG",
     "K8S",
     "POSTGRES_PORTS",
     "ROOT",
