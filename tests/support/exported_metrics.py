@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -64,6 +65,20 @@ def by_process() -> dict[str, frozenset[str]]:
 
 def every() -> frozenset[str]:
     return frozenset().union(*by_process().values())
+
+
+def asked_of_the_wrong_process(expr: str, pending: frozenset[str] = frozenset()) -> list[str]:
+    """Each `metric{service="X"}` in `expr` that process X does not export. `service` is the
+    process's name (the scrape configs set it), so such a selector matches only X's series."""
+    problems = []
+    for metric, matchers in re.findall(r"\b((?:saas|process)_[a-z0-9_]+)\{([^}]*)\}", expr):
+        for service in re.findall(r'service="([^"]+)"', matchers):
+            exports = by_process().get(service)
+            if exports is None:
+                problems.append(f"no process is called {service}")
+            elif metric not in exports | pending:
+                problems.append(f"{service} does not export {metric}")
+    return problems
 
 
 if __name__ == "__main__":

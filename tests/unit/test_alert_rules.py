@@ -76,6 +76,12 @@ def test_every_metric_a_rule_uses_is_one_a_process_exports(name):
     assert used_metrics(RULES[name]) - exported_metrics.every() - pending == set()
 
 
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_a_metric_asked_of_one_process_is_one_that_process_exports(name):
+    pending = tenancy_pending.METRICS - exported_metrics.every()
+    assert exported_metrics.asked_of_the_wrong_process(RULES[name], pending) == []
+
+
 def test_consumers_pausing_and_lag_going_unmeasured_are_alerted_on():
     used = {m for expr in RULES.values() for m in used_metrics(expr)}
     assert {"saas_consumer_paused", "saas_consumer_lag_errors_total"} <= used

@@ -85,6 +85,7 @@ def test_every_dashboard_metric_is_exported_and_every_join_matches(title, expr):
     assert used or expr == "up", expr
     assert used - exported_metrics.every() - pending == set()
     assert mismatched_joins(expr) == []
+    assert exported_metrics.asked_of_the_wrong_process(expr, pending) == []
 
 
 def test_every_panel_asks_the_chosen_data_source():
