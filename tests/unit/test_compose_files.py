@@ -46,8 +46,16 @@ def test_production_takes_each_secret_from_the_environment_under_its_own_name(na
         m = FROM_ENV.match(value)
         assert m is not None, f"{name}: {setting} is written in the file"
         assert m.group(1) == expected[setting]
-        if setting != "MAIL_SMTP_PASSWORD":  # a relay may need no login
-            assert m.group(2).startswith(":?"), f"{name}: {setting} must be required"
+        assert m.group(2).startswith(":?"), f"{name}: {setting} must be required"
+
+
+def test_production_gives_no_setting_an_empty_default():
+    # An empty value is a value: a path of "", a login of "". Optional settings are left out,
+    # but for comma-separated lists, where empty means none (as in the ConfigMaps).
+    lists = {"TRUSTED_PROXIES", "CORS_ORIGINS"}
+    for name in processes():
+        for setting, value in PROD[name]["environment"].items():
+            assert setting in lists or ":-}" not in str(value), f"{name}: {setting}"
 
 
 @pytest.mark.parametrize("compose", ["compose.yml", "compose.prod.yml"])
