@@ -47,9 +47,10 @@ SMTP_PORTS = frozenset({587, 465})
 
 
 def kustomizations() -> list[Path]:
-    """Every kustomization that renders on its own (components only exist inside one)."""
+    """Every kustomization that renders on its own (components only exist inside one): the
+    services' (infra/k8s) and the servers' (infra/nats)."""
     found = []
-    for path in sorted(K8S.rglob("kustomization.yaml")):
+    for path in sorted((ROOT / "infra").rglob("kustomization.yaml")):
         if yaml.safe_load(path.read_text()).get("kind", "Kustomization") == "Kustomization":
             found.append(path.parent)
     return found
