@@ -81,6 +81,8 @@ def api(process: ServiceProcess, settings: GatewaySettings) -> FastAPI:
         description="Every error is an RFC 9457 `application/problem+json` document.",
     )
     app.state.process = process
+    # Load balancers may probe the API port: the same answers as the ops port's, no error texts.
+    app.include_router(process.health.router(public=True))
     for routes in (status, auth, users, members, audit, keys):
         app.include_router(routes.router)
     install_problem_handlers(app)
