@@ -26,7 +26,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 
 from saas.common.bus.access import inbox_prefix
 from saas.common.bus.jetstream import JetStream
@@ -50,7 +49,7 @@ class Bus:
         self.name = name
         self.tls_ca_file = tls_ca_file
         self._nc: NATS | None = None
-        self._js: tuple[NATS, JetStreamContext] | None = None
+        self._js: tuple[NATS, JetStream] | None = None
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
         self._broken_since: float | None = None
@@ -105,7 +104,7 @@ class Bus:
         return self._nc
 
     @property
-    def js(self) -> JetStreamContext:
+    def js(self) -> JetStream:
         """The connection's one JetStream context.
 
         A context subscribes its own reply inbox on its first `publish_async` (a subscription and
