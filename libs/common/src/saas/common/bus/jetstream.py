@@ -8,14 +8,15 @@ refused (over the stream's size limit, say) looks like a timeout (nats-io/nats.p
 catches it and sets it on the future, where the publisher awaits it. Once nats-py is fixed,
 nothing raises here and the override does nothing.
 
-`publish_batch` publishes many messages at once, each with its own ack, for the outbox relay.
+`publish_batch` publishes many messages at once, each with its own ack, for the outbox relay;
+`acknowledge` acknowledges many delivered messages at once, for consumers.
 `publish_async` costs, per message, a semaphore, a future with its callback, a new token, header
 checks by regular expression and a wake-up of the client's flusher: more than the rest of the
 relay's work per event. Here a batch's messages go to the client's outgoing buffer as one write,
 their acks come back on one subscription whose reply subjects name the batch and the message's
-place in it, and the batch waits on one event. It writes to that buffer the way nats-py's own
-`publish` does (`_send_command`, then `_flush_pending`): the tests of the relay run it against a
-real server, so a nats-py that changed them fails there.
+place in it, and the batch waits on one event. Both write to that buffer the way nats-py's own
+`publish` does (`_send_command`, then `_flush_pending`): the tests of the relay and the consumer
+run them against a real server, so a nats-py that changed them fails there.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import nats.errors
+import nats.js.errors
 import orjson
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -175,3 +178,20 @@ def _api_error(error: dict) -> APIError:
     except TypeError:  # fields nats-py does not know
         pass
     return APIError(code=error.get("code"), description=error.get("description"))
+
+
+async def acknowledge(nc: NATS, msgs: Sequence[Msg]) -> None:
+    """Acknowledge each of `msgs` (explicitly: each its own ack, as `Msg.ack` sends it) in one
+    write, rather than one publish and one wake-up of the client's flusher per message."""
+    if not msgs:
+        return
+    if not nc.is_connected:  # nats-py would keep them for after a reconnect: not worth it here
+        raise nats.errors.ConnectionReconnectingError()
+    if not all(m.reply for m in msgs):
+        raise nats.js.errors.NotJSMessageError()
+    data = b"".join(f"PUB {m.reply} 0\r\n\r\n".encode() for m in msgs)
+    await nc._send_command(data)
+    nc.stats["out_msgs"] += len(msgs)
+    await nc._flush_pending()
+    for m in msgs:
+        m._ackd = True

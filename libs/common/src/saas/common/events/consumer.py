@@ -34,11 +34,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from saas.common.bus import Bus
+from saas.common.bus.jetstream import acknowledge
 from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, NewerVersion, parse_event
 from saas.common.events.faults import FailureStreak, Fault, fault_of, is_outage
-from saas.common.events.pull import BatchPuller, ConsumerGone
+from saas.common.events.pull import Arrival, BatchPuller, ConsumerGone
 from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM
 from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger, log_context
@@ -203,7 +204,7 @@ class EventConsumer(Component):
     # -- set-up ---------------------------------------------------------------------------------
     async def subscribe(self) -> None:
         await self.declare()
-        self._puller = BatchPuller(self.bus.nc, EVENTS_STREAM, self.durable)
+        self._puller = BatchPuller(self.bus.nc, EVENTS_STREAM, self.durable, prepare=_parsed)
         await self._puller.start()
 
     async def declare(self) -> None:
@@ -282,7 +283,7 @@ class EventConsumer(Component):
                 await self.prune_processed()
                 last_prune = time.monotonic()
 
-    async def _fetch(self, puller: BatchPuller) -> list[Msg]:
+    async def _fetch(self, puller: BatchPuller) -> list[Arrival]:
         try:
             return await puller.fetch(self.options.batch_size, self.options.fetch_timeout)
         except ConsumerGone:
@@ -340,16 +341,19 @@ class EventConsumer(Component):
         self.stalled.labels(self.durable).set(max(0.0, stalled))
 
     # -- one batch ----------------------------------------------------------------------------
-    async def process(self, msgs: list[Msg]) -> None:
+    async def process(self, arrivals: list[Arrival]) -> None:
+        """Apply a batch of messages, each with what `_parsed` made of it."""
         started = time.perf_counter()
         valid: list[tuple[Msg, EventEnvelope]] = []
-        for msg in msgs:
-            try:
-                valid.append((msg, parse_event(msg.data)))
-            except NewerVersion as exc:
-                await self.defer(msg, exc)
-            except InvalidEvent as exc:
-                await self.dead_letter(msg, exc.reason, str(exc))
+        for msg, parsed in arrivals:
+            if isinstance(parsed, EventEnvelope):
+                valid.append((msg, parsed))
+            elif isinstance(parsed, NewerVersion):
+                await self.defer(msg, parsed)
+            elif isinstance(parsed, InvalidEvent):
+                await self.dead_letter(msg, parsed.reason, str(parsed))
+            else:  # a bug, not the event's fault: nothing of the batch is acknowledged
+                raise parsed
         if valid:
             try:
                 await self._apply(valid)
@@ -388,8 +392,7 @@ class EventConsumer(Component):
             if fresh:
                 await self.handler(session, fresh)
         # Committed: only now may the server forget these messages.
-        for msg, _ in items:
-            await msg.ack()
+        await acknowledge(self.bus.nc, [msg for msg, _ in items])
         if fresh and (resumed := self._streak.succeeded()) is not None:
             log.info(
                 "consumer resumed: events apply again",
@@ -531,3 +534,12 @@ class EventConsumer(Component):
             detail=detail[:300],
             subject=msg.subject,
         )
+
+
+def _parsed(msg: Msg) -> EventEnvelope | Exception:
+    """The event a message carries, or why it cannot be applied. Called as each message arrives
+    (`BatchPuller`), so that parsing overlaps the wait for the batch before it to commit."""
+    try:
+        return parse_event(msg.data)
+    except Exception as exc:  # raised again when the batch is processed
+        return exc
