@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -65,8 +64,10 @@ VERIFY_PAGE = 1000
 
 
 def entry_from_event(event: EventEnvelope, tenant_seq: int) -> dict[str, Any]:
+    """The chained fields of an event's entry. Its id stays the string the envelope made canonical:
+    the database takes it for a uuid as it is, and the canonical bytes hold that same string."""
     return {
-        "event_id": uuid.UUID(event.id),
+        "event_id": event.id,
         "tenant_key": event.tenant_id or "",
         "tenant_seq": tenant_seq,
         "type": event.type,

@@ -381,7 +381,9 @@ class EventConsumer(Component):
     async def _apply(self, items: list[tuple[Msg, EventEnvelope]]) -> None:
         async with self.db.session() as session:
             inserted = await session.execute(
-                self._record, {"consumer": self.durable, "ids": [uuid.UUID(e.id) for _, e in items]}
+                # Canonical ids (the envelope makes them so): the database reads them as uuids.
+                self._record,
+                {"consumer": self.durable, "ids": [e.id for _, e in items]},
             )
             fresh_ids = {str(row[0]) for row in inserted}
             fresh: list[EventEnvelope] = []
