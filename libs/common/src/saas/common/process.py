@@ -27,6 +27,7 @@ cancelled and only what had started is stopped.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -345,9 +346,27 @@ class ServiceProcess:
         # in place a graceful shutdown ends with exit code 0 instead of death by SIGTERM.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
+        settle_heap()
         server.run()
         if not server.started:
             raise SystemExit(3)
+
+
+# Collect young objects after this many more container allocations than deallocations (Python's
+# default is 700): a consumer's batch of 500 events allocates tens of thousands of short-lived
+# objects, nearly all freed by reference counting, and collecting every 700 of them cost the
+# audit consumer a tenth of its time.
+GC_THRESHOLD = (20_000, 20, 20)
+
+
+def settle_heap() -> None:
+    """Before serving: what imports and set-up built lives as long as the process, so it leaves
+    the collector's view (`gc.freeze`), and collections come less often. Without this, each full
+    collection walked the whole heap of a service (about 90 ms in the audit process) a few times
+    a minute under load."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def _log_start_failure(task: asyncio.Task[None]) -> None:
