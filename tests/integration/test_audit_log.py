@@ -90,6 +90,24 @@ async def test_concurrent_appends_for_one_tenant_never_fork(writer_db, tenant):
     assert (await verify(writer_db, tenant)).ok
 
 
+async def test_an_event_logged_before_is_not_logged_again(writer_db, tenant):
+    first = events_for(tenant, 5)
+    async with writer_db.session() as session:
+        assert await store.append(session, first) == first
+    again = [first[1], *events_for(tenant, 2, start=5), first[1], first[4]]
+    async with writer_db.session() as session:
+        assert [e.id for e in await store.append(session, again)] == [e.id for e in again[1:3]]
+    result = await verify(writer_db, tenant)
+    assert result.ok and result.checked == 7
+
+
+async def test_concurrent_appends_of_the_same_events_log_each_once(writer_db, tenant):
+    batch = events_for(tenant, 20)
+    await asyncio.gather(*(append(writer_db, batch) for _ in range(4)))  # redeliveries, replicas
+    result = await verify(writer_db, tenant)
+    assert result.ok and result.checked == 20
+
+
 @pytest.mark.parametrize(
     "statement",
     [
