@@ -389,6 +389,10 @@ def _forged_row(tenant: str, **changes) -> dict:
         ({"tenant_seq": -3}, "ck_audit_events_tenant_seq"),
         ({"hash": "AB" * 32}, "ck_audit_events_hash_hex"),
         ({"hash": "abc"}, "ck_audit_events_hash_hex"),
+        ({"hash": "ab" * 31 + "a"}, "ck_audit_events_hash_hex"),  # 63 digits
+        ({"hash": "ab" * 15 + " " + "ab" * 16 + "a"}, "ck_audit_events_hash_hex"),
+        ({"hash": "0x" + "ab" * 31}, "ck_audit_events_hash_hex"),
+        ({"prev_hash": "0" * 63 + "G", "tenant_seq": 2}, "ck_audit_events_prev_hash_hex"),
         ({"prev_hash": "zz" * 32, "tenant_seq": 2}, "ck_audit_events_prev_hash_hex"),
         ({"prev_hash": "ab" * 32}, "ck_audit_events_first_entry_follows_genesis"),
     ],
