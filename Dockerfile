@@ -38,18 +38,20 @@ WORKDIR /src
 # 1. Third-party dependencies only. `--locked` checks the lock against the whole workspace, so
 #    every member's pyproject.toml is needed here (their code is not).
 COPY --from=manifests /src ./
+# The `--package saas-<name>` arguments, one per line: every service's, or the one asked for.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN if [ "${SERVICE}" = all ]; then ls services; else echo "${SERVICE}"; fi \
-        | sed 's/^/--package saas-/' > /tmp/packages \
+        | sed 's/^/--package\nsaas-/' > /tmp/packages \
     && test -s /tmp/packages
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-install-workspace $(cat /tmp/packages)
+    xargs -a /tmp/packages uv sync --locked --no-dev --no-install-workspace
 
 # 2. The shared library and the service(s), installed as regular (non-editable) packages so the
 #    runtime stage needs nothing from /src.
 COPY libs/common/src libs/common/src
 COPY services services
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable $(cat /tmp/packages)
+    xargs -a /tmp/packages uv sync --locked --no-dev --no-editable
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -68,8 +70,9 @@ COPY migrations /app/migrations
 
 # Every setting is an environment variable (see the configuration table in README.md).
 # Production is the default: a process refuses to start with unsafe values for what it uses.
-# In a container every process listens on OPS_PORT (8080): the gateway's API and every
-# process's /health, /health/ready and /metrics.
+# In a container every process serves /health, /health/ready and /metrics on OPS_PORT (8080),
+# except the gateway: its API is on GATEWAY_PORT (8080) and its ops endpoints on GATEWAY_OPS_PORT
+# (8081), so the port that faces clients never serves probes, metrics or the detailed status.
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -79,20 +82,21 @@ ENV PATH="/app/.venv/bin:$PATH" \
     OPS_HOST=0.0.0.0 \
     OPS_PORT=8080 \
     GATEWAY_HOST=0.0.0.0 \
-    GATEWAY_PORT=8080
+    GATEWAY_PORT=8080 \
+    GATEWAY_OPS_PORT=8081
 
 USER 10001:10001
 
-EXPOSE 8080
+EXPOSE 8080 8081
 
 # SIGTERM starts the graceful shutdown: stop taking work, let in-flight work finish within
 # SHUTDOWN_TIMEOUT seconds, close connections, exit 0.
 STOPSIGNAL SIGTERM
 
-# Liveness only (/health); orchestrators check readiness (/health/ready) themselves.
+# Liveness only (/health, on the ops port); orchestrators check readiness (/health/ready) themselves.
 # No curl in the slim image: Python's urllib does it.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('OPS_PORT', '8080'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; e = os.environ; port = e['GATEWAY_OPS_PORT'] if e.get('SAAS_PROCESS') == 'gateway' else e.get('OPS_PORT', '8080'); urllib.request.urlopen('http://127.0.0.1:%s/health' % port, timeout=4)"]
 
 # `saas run` runs $SAAS_PROCESS (the service); another process: `saas run tenancy-worker`.
 CMD ["saas", "run"]

@@ -117,7 +117,11 @@ async def processes_running(
     )
     try:
         specs = [s for s in discover_processes() if s.name in set(names)]
-        children = supervisor.start(specs, {s.name: free_port() for s in specs})
+        children = supervisor.start(
+            specs,
+            {s.name: free_port() for s in specs},
+            {s.name: free_port() for s in specs if s.public},
+        )
         await asyncio.to_thread(supervisor.wait_ready, 90)
         yield {c.spec.name: c for c in children}
     finally:

@@ -184,7 +184,7 @@ async def measure(args: argparse.Namespace, bench: Bench) -> None:
         await bus.connect()
         client = BusClient(bus, timeout=30)
         if args.via == "gateway":
-            http = httpx.AsyncClient(base_url=children["gateway"].url, timeout=30)
+            http = httpx.AsyncClient(base_url=children["gateway"].public_url, timeout=30)
         caller = Caller(args.via, client, http)
         settings = IdentitySettings()
         identity = psutil.Process(children["identity"].process.pid)

@@ -30,6 +30,9 @@ def dev_env(**extra: str) -> dict[str, str]:
     }
     env.update({f"DEVSTACK_{name}_PORT": str(free_port()) for name in SERVERS})
     env.update({spec.port_env: str(free_port()) for spec in discover_processes()})
+    env.update(
+        {s.public.port_env: str(free_port()) for s in discover_processes() if s.public is not None}
+    )
     env.update(extra)
     return env
 
@@ -86,7 +89,8 @@ def test_saas_dev_runs_everything_and_ctrl_c_stops_everything(tmp_path):
             assert settings.get(key), key
         assert "saas_migrate:" in settings["DATABASE_URL"]  # tools migrate as the owner
         gateway = settings["GATEWAY_URL"]
-        assert httpx.get(gateway + "/health/ready").status_code == 200
+        assert httpx.get(settings["GATEWAY_OPS_URL"] + "/health/ready").status_code == 200
+        assert settings["GATEWAY_OPS_URL"] != gateway
         status = httpx.get(gateway + "/api/v1/status", timeout=10).json()
         assert status["status"] == "ok", status
         assert httpx.get(settings["TEMPORAL_UI_URL"], timeout=10).status_code < 500
@@ -105,6 +109,7 @@ def test_saas_dev_runs_everything_and_ctrl_c_stops_everything(tmp_path):
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, output.decode()[-3000:]
+        assert f"gateway ops  {settings['GATEWAY_OPS_URL']}/health/ready".encode() in output
         gone, alive = psutil.wait_procs(descendants, timeout=10)
         assert not alive, f"left running: {[p.pid for p in alive]}"
         assert b"Traceback" not in output

@@ -51,7 +51,16 @@ def real_key(genuine):
 
 
 def routes(api) -> list[str]:
-    return [f"{API}/users/me", f"{API}/users/me/tenants", f"{API}/tenants/acme/members"]
+    return [
+        f"{API}/users/me",
+        f"{API}/users/me/session",
+        f"{API}/users/me/tenants",
+        f"{API}/tenants/acme/members",
+        f"{API}/tenants/acme/audit-events",
+        f"{API}/tenants/acme/audit-events/verify",
+        f"{API}/audit-events",
+        f"{API}/audit-events/verify",
+    ]
 
 
 def assert_refused(api, authorization: str | None, www: str = INVALID) -> None:
@@ -82,6 +91,17 @@ def test_a_genuine_token_passes(api, genuine):
         f"{API}/users/me", headers={"Authorization": f"Bearer {genuine['access_token']}"}
     )
     assert response.status_code == 200
+
+
+def test_the_session_route_says_what_the_token_says(api, genuine):
+    response = api.http.get(
+        f"{API}/users/me/session", headers={"Authorization": f"Bearer {genuine['access_token']}"}
+    )
+    claims = claims_of(genuine["access_token"])
+    body = response.json()
+    assert response.status_code == 200
+    assert body["user_id"] == claims["sub"] and body["session_id"] == claims["sid"]
+    assert body["platform_admin"] is False
 
 
 def test_no_token_is_a_401_naming_the_scheme(api):
@@ -181,7 +201,7 @@ def test_garbage_and_oversized_tokens_are_a_401(api, token):
 
 def test_a_flood_of_unknown_kids_asks_identity_for_keys_at_most_once_or_twice(api):
     def jwks_requests() -> float:
-        text = api.http.get("/metrics").text
+        text = api.metrics()
         return sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()

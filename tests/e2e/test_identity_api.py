@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import orjson
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import text
 
 from saas.common.db import Database
 from saas.common.settings import DatabaseSettings
-from tests.support.api import API, PASSWORD, new_email, running_api
+from tests.support.api import API, PASSWORD, make_tenant, new_email, running_api
 
 pytestmark = pytest.mark.e2e
 
@@ -145,38 +144,6 @@ def test_the_jwks_is_published_at_the_root_and_verifies_tokens(api):
     key = jwt.PyJWK(keys[kid], algorithm="EdDSA")
     claims = jwt.decode(pair["access_token"], key.key, algorithms=["EdDSA"], audience="saas-api")
     assert {"iss", "aud", "sub", "iat", "exp", "jti", "sid", "adm"} <= set(claims)
-
-
-def make_tenant(api, owner_pair: dict) -> tuple[str, str]:
-    """A tenant row as tenancy writes it, and its owner as tenancy's workflow makes it."""
-    from saas.common.bus import Bus, BusClient
-    from saas.common.contracts.identity import AddOwner, Membership
-
-    tenant_id, slug = str(uuid.uuid4()), f"acme-{uuid.uuid4().hex[:8]}"
-    user_id = api.http.get(f"{API}/users/me", headers=bearer(owner_pair)).json()["id"]
-
-    async def create() -> None:
-        await _sql(
-            "INSERT INTO public.tenants (id, slug, name, status) VALUES (:i, :s, 'Acme', 'ready')",
-            i=tenant_id,
-            s=slug,
-        )
-        import os
-
-        bus = Bus(os.environ["NATS_URL"], name="tests")
-        await bus.connect()
-        try:
-            await BusClient(bus, timeout=10).request(
-                "identity",
-                "internal.add_owner",
-                AddOwner(tenant_id=tenant_id, user_id=user_id),
-                Membership,
-            )
-        finally:
-            await bus.close()
-
-    run(create())
-    return tenant_id, slug
 
 
 def test_members_and_invitations_through_the_gateway(api):

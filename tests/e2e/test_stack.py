@@ -26,6 +26,7 @@ def running(stack, tmp_path_factory) -> Iterator[dict[str, Child]]:
         "APP_ENV": "test",
         "LOG_FORMAT": "json",
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
+        "ACCESS_LOG": "all",
     }
     supervisor = Supervisor(
         env,
@@ -34,7 +35,11 @@ def running(stack, tmp_path_factory) -> Iterator[dict[str, Child]]:
         log_dir=tmp_path_factory.mktemp("logs"),
     )
     specs = discover_processes()
-    children = supervisor.start(specs, {s.name: free_port() for s in specs})
+    children = supervisor.start(
+        specs,
+        {s.name: free_port() for s in specs},
+        {s.name: free_port() for s in specs if s.public},
+    )
     try:
         supervisor.wait_ready(timeout=90)
         yield {c.spec.name: c for c in children}
@@ -48,6 +53,14 @@ def running(stack, tmp_path_factory) -> Iterator[dict[str, Child]]:
 
 @pytest.fixture(scope="module")
 def gateway(running) -> Iterator[httpx.Client]:
+    """The public API."""
+    with httpx.Client(base_url=running["gateway"].public_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def gateway_ops(running) -> Iterator[httpx.Client]:
+    """The gateway's ops port: probes, metrics, the detailed status."""
     with httpx.Client(base_url=running["gateway"].url, timeout=10) as client:
         yield client
 
@@ -56,10 +69,17 @@ def test_every_declared_process_is_started(running):
     assert set(running) == SERVICES | {"gateway"}
 
 
-def test_gateway_is_ready_with_its_dependencies(gateway):
-    response = gateway.get("/health/ready")
+def test_gateway_is_ready_with_its_dependencies(gateway_ops):
+    response = gateway_ops.get("/health/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "nats": "connected", "redis": "connected"}
+
+
+def test_the_ops_endpoints_are_not_on_the_public_port(gateway, gateway_ops):
+    for path in ("/health", "/health/ready", "/metrics", "/status"):
+        assert gateway.get(path).status_code == 404, path
+        assert gateway_ops.get(path).status_code == 200, path
+    assert gateway_ops.get("/api/v1/status").status_code == 404
 
 
 def test_each_service_reports_its_own_dependencies(running):
@@ -76,14 +96,22 @@ def test_each_service_reports_its_own_dependencies(running):
         assert httpx.get(running[name].url + "/health").json()["status"] == "healthy"
 
 
-def test_status_asks_every_service_over_nats(gateway):
+def test_status_asks_every_service_over_nats_and_shows_the_public_no_hosts(gateway):
     body = gateway.get("/api/v1/status").json()
     assert body["status"] == "ok"
     assert set(body["services"]) == SERVICES
+    assert body["services"]["identity"] == {"status": "up"}
+    assert str(os.getpid()) not in json.dumps(body)
+
+
+def test_operators_see_versions_replicas_and_round_trips_on_the_ops_port(gateway_ops):
+    body = gateway_ops.get("/status").json()
+    assert body["status"] == "ok" and set(body["services"]) == SERVICES
     for name, service in body["services"].items():
         assert service["status"] == "up", name
         assert service["version"] == "0.1.0"
         assert service["rtt_ms"] > 0
+        assert service["instance"].rsplit(":", 1)[1].isdigit()  # host:pid
 
 
 def test_request_id_is_kept_or_made(gateway):
@@ -112,10 +140,15 @@ def test_wrong_method_is_a_problem_document(gateway):
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_gateway_metrics_count_requests_by_route(gateway):
+def test_gateway_metrics_time_requests_by_route_and_status(gateway, gateway_ops):
     gateway.get("/api/v1/status")
-    text = gateway.get("/metrics").text
-    assert 'saas_http_requests_total{method="GET",route="/api/v1/status",status="200"}' in text
+    gateway.get("/api/v1/nope")
+    text = gateway_ops.get("/metrics").text
+    assert (
+        'saas_api_request_duration_seconds_count{method="GET",route="/api/v1/status",status="200"}'
+        in text
+    )
+    assert 'route="unmatched",status="404"' in text
     assert (
         'saas_bus_client_request_seconds_count{operation="ping",outcome="ok",service="identity"}'
         in text
@@ -145,16 +178,17 @@ def test_openapi_document_lists_the_api(gateway):
     assert "/api/v1/status" in paths
 
 
-def test_a_stopped_service_shows_as_down(gateway, running):
+def test_a_stopped_service_shows_as_down(gateway, gateway_ops, running):
     audit = running["audit"]
     assert audit.process is not None
     audit.process.terminate()
     assert audit.process.wait(timeout=30) == 0
     body = gateway.get("/api/v1/status").json()
     assert body["status"] == "degraded"
-    assert body["services"]["audit"]["status"] == "down"
-    assert body["services"]["audit"]["error"] == "service_unavailable"
+    assert body["services"]["audit"] == {"status": "down"}
     assert body["services"]["identity"]["status"] == "up"
+    detailed = gateway_ops.get("/status").json()
+    assert detailed["services"]["audit"]["error"] == "service_unavailable"
 
 
 def test_no_process_outlives_the_supervisor(running):

@@ -28,7 +28,14 @@ def start(stack, process: str, **env: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     child = subprocess.Popen(
         [sys.executable, "-m", "saas.common.cli", "run", process],
-        env={**os.environ, "APP_ENV": "test", "LOG_FORMAT": "json", "OPS_PORT": str(port), **env},
+        env={
+            **os.environ,
+            "APP_ENV": "test",
+            "LOG_FORMAT": "json",
+            "OPS_PORT": str(port),
+            "GATEWAY_PORT": str(free_port()),  # the gateway's API, beside its ops port
+            **env,
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

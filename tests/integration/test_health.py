@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import sqlalchemy
 
 from saas.common.process import ServiceProcess
 from saas.common.settings import (
@@ -94,3 +95,15 @@ async def test_draining_process_is_not_ready(stack, started):
     response = await probe(process, "/health/ready")
     assert response.status_code == 503
     assert response.json()["status"] == "draining"
+
+
+async def test_the_connection_pool_in_use_is_a_metric(stack, started):
+    class Pooled(DatabaseSettings, BusSettings):
+        pass
+
+    process = await started(Pooled.load(db_pool_size=2, db_max_overflow=2))
+    async with process.db.session() as session:  # one of four connections held
+        await session.execute(sqlalchemy.text("SELECT 1"))
+        text = (await probe(process, "/metrics")).text
+    assert "saas_database_connection_pool_usage 0.25" in text
+    assert "saas_database_connection_pool_size 4.0" in text

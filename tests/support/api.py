@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -27,9 +28,17 @@ def new_email(prefix: str = "user") -> str:
 
 @dataclass
 class Api:
-    http: httpx.Client
+    http: httpx.Client  # the gateway's public API
     children: dict[str, Child]
     mail_dir: Path
+
+    @property
+    def ops(self) -> str:
+        """The gateway's ops port: /health, /health/ready, /metrics, /status."""
+        return self.children["gateway"].url
+
+    def metrics(self) -> str:
+        return httpx.get(self.ops + "/metrics", timeout=10).text
 
     def mail(self, to: str, kind: str, *, after: int = 0, timeout: float = 30):
         deadline = time.monotonic() + timeout
@@ -80,6 +89,12 @@ def running_api(
         "MIGRATIONS_DIR": os.environ["MIGRATIONS_DIR"],
         "MAIL_DIR": str(mail_dir),
         "OUTBOX_POLL_INTERVAL": "0.2",
+        "ACCESS_LOG": "all",  # tests search the logs for every request
+        # Every request of a test comes from 127.0.0.1: limits a whole suite stays under (the
+        # rate-limit tests set their own).
+        "RATE_LIMIT_ANONYMOUS": "100000/minute",
+        "RATE_LIMIT_AUTH_ADDRESS": "100000/minute",
+        "RATE_LIMIT_AUTH_ACCOUNT": "1000/minute",
         **env,
     }
     supervisor = Supervisor(
@@ -89,11 +104,60 @@ def running_api(
         log_dir=tmp_path_factory.mktemp("logs"),
     )
     specs = [s for s in discover_processes() if s.name in names]
-    children = supervisor.start(specs, {s.name: free_port() for s in specs})
+    children = supervisor.start(
+        specs,
+        {s.name: free_port() for s in specs},
+        {s.name: free_port() for s in specs if s.public},
+    )
     try:
         supervisor.wait_ready(timeout=90)
         by_name = {c.spec.name: c for c in children}
-        with httpx.Client(base_url=by_name["gateway"].url, timeout=30) as http:
+        with httpx.Client(base_url=by_name["gateway"].public_url, timeout=30) as http:
             yield Api(http, by_name, mail_dir)
     finally:
         supervisor.stop()
+
+
+def bearer(pair: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {pair['access_token']}"}
+
+
+def make_tenant(api: Api, owner_pair: dict) -> tuple[str, str]:
+    """A tenant row as tenancy writes it, and its owner as tenancy's workflow makes it."""
+    from sqlalchemy import text
+
+    from saas.common.bus import Bus, BusClient
+    from saas.common.contracts.identity import AddOwner, Membership
+    from saas.common.db import Database
+    from saas.common.settings import DatabaseSettings
+
+    tenant_id, slug = str(uuid.uuid4()), f"acme-{uuid.uuid4().hex[:8]}"
+    user_id = api.http.get(f"{API}/users/me", headers=bearer(owner_pair)).json()["id"]
+
+    async def create() -> None:
+        db = Database.from_settings(DatabaseSettings.load())
+        try:
+            async with db.session() as session:
+                await session.execute(
+                    text(
+                        "INSERT INTO public.tenants (id, slug, name, status) "
+                        "VALUES (:i, :s, 'Acme', 'ready')"
+                    ),
+                    {"i": tenant_id, "s": slug},
+                )
+        finally:
+            await db.dispose()
+        bus = Bus(os.environ["NATS_URL"], name="tests")
+        await bus.connect()
+        try:
+            await BusClient(bus, timeout=10).request(
+                "identity",
+                "internal.add_owner",
+                AddOwner(tenant_id=tenant_id, user_id=user_id),
+                Membership,
+            )
+        finally:
+            await bus.close()
+
+    asyncio.run(create())
+    return tenant_id, slug

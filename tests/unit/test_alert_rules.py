@@ -74,7 +74,7 @@ def test_the_declarations_are_found():
     assert {
         "saas_consumer_pending",
         "saas_consumer_events_total",
-        "saas_http_requests_total",
+        "saas_api_request_duration_seconds_count",
     } <= exposed
 
 

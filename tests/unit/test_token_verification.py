@@ -156,3 +156,37 @@ async def test_rotation_old_tokens_verify_until_their_key_is_removed(keys):
     del keys.private[old]  # the old key's tokens have expired: it leaves the JWKS
     verifier.forget_keys()
     assert await refused(verifier, old_token) == "unknown_key"
+
+
+# -- verified tokens are remembered until they expire --------------------------------------------
+async def test_a_verified_token_is_not_checked_again_until_it_expires(keys, verifier, monkeypatch):
+    kid = keys.add()
+    token = keys.sign(kid, exp=int(time.time()) + 60)
+    first = await verifier.verify(token)
+    checks = []
+    original = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda t: checks.append(t) or original(t))
+    assert await verifier.verify(token) is first and checks == []
+    monkeypatch.setattr(time, "time", lambda: first.expires_at + POLICY.leeway + 1)
+    await verifier.verify(token)  # past its expiry the cache no longer answers for it
+    assert checks == [token]
+
+
+async def test_the_cache_is_by_the_whole_token_so_a_forgery_with_a_genuine_jti_is_refused(
+    keys, verifier
+):
+    kid = keys.add()
+    genuine = keys.sign(kid, jti="the-jti", sub="victim")
+    await verifier.verify(genuine)
+    impostor = Keys()
+    impostor.add(kid)
+    forged = impostor.sign(kid, jti="the-jti", sub="attacker")
+    assert await refused(verifier, forged) == "invalid"
+
+
+async def test_the_cache_stays_bounded(keys):
+    verifier = TokenVerifier(keys.jwks, POLICY, cache_size=3)
+    kid = keys.add()
+    for n in range(10):
+        await verifier.verify(keys.sign(kid, jti=f"t{n}"))
+    assert len(verifier._verified) == 3

@@ -29,6 +29,15 @@ PROCESSES_GROUP = "saas.processes"
 
 
 @dataclass(frozen=True)
+class PublicPort:
+    """A process's public port (the gateway's API), besides its ops port."""
+
+    default_port: int
+    url_key: str  # e.g. GATEWAY_URL in .devstack/env
+    port_env: str  # the setting the process reads it from, e.g. GATEWAY_PORT
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     """One process of a service: what builds it, its ops port, and the env key that advertises it.
 
@@ -36,12 +45,13 @@ class ProcessSpec:
 
     name: str
     target: str  # "module:function" returning the wired ServiceProcess
-    default_port: int
+    default_port: int  # of the ops endpoints (/health, /health/ready, /metrics)
     url_key: str  # e.g. IDENTITY_OPS_URL in .devstack/env
-    port_env: str  # what a person sets to move it, e.g. GATEWAY_PORT, IDENTITY_OPS_PORT
+    port_env: str  # what a person sets to move it, e.g. GATEWAY_OPS_PORT, IDENTITY_OPS_PORT
     order: int = 50  # lower starts first, stops last
     database_login: str | None = None  # its own login (saas.common.db_roles); None: no database
     bus: BusAccess | None = None  # its NATS user and what it may do (saas.common.bus.access)
+    public: PublicPort | None = None  # a public API on a port of its own (the gateway)
 
     def build(self) -> ServiceProcess:
         module, _, function = self.target.partition(":")

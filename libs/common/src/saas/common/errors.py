@@ -18,8 +18,10 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    HEADERS_TOO_LARGE = "headers_too_large"
     RATE_LIMITED = "rate_limited"
     INTERNAL = "internal_error"
     SERVICE_UNAVAILABLE = "service_unavailable"
@@ -32,8 +34,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.CONFLICT: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INTERNAL: 500,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
@@ -46,8 +50,10 @@ TITLES: dict[ErrorCode, str] = {
     ErrorCode.UNAUTHORIZED: "Authentication required",
     ErrorCode.FORBIDDEN: "Forbidden",
     ErrorCode.NOT_FOUND: "Not found",
+    ErrorCode.METHOD_NOT_ALLOWED: "Method not allowed",
     ErrorCode.CONFLICT: "Conflict",
     ErrorCode.PAYLOAD_TOO_LARGE: "Payload too large",
+    ErrorCode.HEADERS_TOO_LARGE: "Request headers too large",
     ErrorCode.RATE_LIMITED: "Too many requests",
     ErrorCode.INTERNAL: "Internal error",
     ErrorCode.SERVICE_UNAVAILABLE: "Service unavailable",

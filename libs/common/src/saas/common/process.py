@@ -6,17 +6,25 @@ process whose settings include `DatabaseSettings` has `process.db`, `BusSettings
 `process.redis`, `TemporalSettings` gives `process.temporal`. Each becomes a readiness check.
 Background work is a `Component` added in one line where the process is wired.
 
+A process may also serve a public app (the gateway's API) on a listener of its own
+(`serve_public`), in the same event loop: the ops port stays inside the cluster, the public one
+faces clients, and neither's traffic queues behind the other's.
+
 Life of a process:
 
-    start      ops port bound at once: /health answers, /health/ready says "starting"
+    start      ops port bound at once: /health answers, /health/ready says "starting";
+               then the public port, if any
                connect NATS, Temporal (each retried with backoff until it answers)
                start each component in the order added (retried likewise)
                start the responder: requests are taken last
                ready
-    SIGTERM    readiness turns "draining"; uvicorn stops accepting connections
-    drain      the responder stops taking requests; every component drains (concurrently)
-    in flight  uvicorn lets HTTP requests finish; then bus handlers get what is left of
-               SHUTDOWN_TIMEOUT, and what still runs is named in the log and cancelled
+    SIGTERM    readiness turns "draining" first (load balancers stop sending); the responder
+               stops taking requests; every component drains (concurrently)
+    listeners  after DRAIN_DELAY seconds the public port stops accepting and its in-flight
+               requests finish (within SHUTDOWN_TIMEOUT); then the ops port does the same, so
+               probes see "draining" until the end
+    in flight  bus handlers get what is left of SHUTDOWN_TIMEOUT, and what still runs is
+               named in the log and cancelled
     stop       components stop in reverse order (the relay publishes what the last requests wrote)
     close      Redis, Temporal, NATS, the database pool: each bounded, errors logged, never raised
 
@@ -27,12 +35,14 @@ cancelled and only what had started is stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -74,6 +84,26 @@ class MissingResource(RuntimeError):
     """Asked for a connection the process's settings do not include."""
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the process serves HTTP: uvicorn's event loop and HTTP protocol (a name or a class).
+
+    The default is the standard library's loop and h11, which every process has; a process that
+    serves heavy traffic (the gateway) opts into uvloop and httptools."""
+
+    loop: str = "asyncio"
+    http: str | type = "h11"
+
+
+@dataclass(frozen=True)
+class PublicListener:
+    """A public ASGI app on a port of its own (`ServiceProcess.serve_public`)."""
+
+    app: Any
+    host: str
+    port: int
+
+
 class ServiceProcess:
     """One running process of a service: what it connects to, what it runs, how it stops."""
 
@@ -100,6 +130,8 @@ class ServiceProcess:
         self._temporal: Temporal | None = None
         self._responder: Responder | None = None
         self.app: FastAPI | None = None
+        self.public: PublicListener | None = None
+        self.server = ServerOptions()
         self._tokens: TokenVerifier | None = None
         self._open_resources(settings)
 
@@ -109,6 +141,7 @@ class ServiceProcess:
         if isinstance(s, DatabaseSettings):
             self._db = Database.from_settings(s, application_name=self.name)
             self.health.add("database", self._db.ping)
+            self._export_pool_usage(self._db, s.db_pool_size + s.db_max_overflow)
         if isinstance(s, BusSettings):
             self._bus = Bus(
                 s.nats_url, name=f"{self.name}@{self.instance}", tls_ca_file=s.nats_tls_ca_file
@@ -133,6 +166,16 @@ class ServiceProcess:
 
             self._temporal = Temporal(s.temporal_host, s.temporal_namespace)
             self.health.add("temporal", self._temporal.check)
+
+    def _export_pool_usage(self, db: Database, capacity: int) -> None:
+        """`database_connection_pool_usage`: the share of the pool's connections in use (0 to 1);
+        near 1, requests start waiting for a connection (alerted over 0.8)."""
+        in_use = self.metrics.gauge(
+            "database_connection_pool_usage", "Share of the pool's connections checked out"
+        )
+        in_use.set_function(lambda: db.engine.pool.checkedout() / capacity)  # type: ignore[attr-defined]
+        size = self.metrics.gauge("database_connection_pool_size", "Connections the pool may open")
+        size.set(capacity)
 
     def _need(self, resource: R | None, what: str, group: type[Settings]) -> R:
         if resource is None:
@@ -324,32 +367,90 @@ class ServiceProcess:
         self.app = app
         return app
 
+    def serve_public(self, app: Any, host: str, port: int) -> None:
+        """Serve `app` on host:port besides the ops endpoints, in the same event loop. It is
+        drained before the ops port closes, and the process's start and stop stay with the ops
+        app's lifespan."""
+        if hasattr(app, "state"):
+            app.state.process = self
+        self.public = PublicListener(app, host, port)
+
     def _ops_port(self) -> int:
         return self.settings.ops_port if self.settings.ops_port is not None else self.default_port
 
+    def _config(self, app: Any, host: str, port: int, *, lifespan: str) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan=lifespan,
+            loop=self.server.loop,
+            http=self.server.http,  # type: ignore[arg-type]
+            log_config=None,
+            access_log=False,
+            # The client's address is the peer's: a forwarded one is believed only from proxies
+            # the process is told to trust (the gateway's TRUSTED_PROXIES), never by default.
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=self.settings.shutdown_timeout,  # type: ignore[arg-type]
+        )
+
     def run(self) -> None:
-        """Serve the app on OPS_HOST:OPS_PORT until SIGTERM/SIGINT, then shut down gracefully."""
+        """Serve the ops app on OPS_HOST:OPS_PORT (and the public app, if any, on its own port)
+        until SIGTERM/SIGINT, then shut down gracefully. Exits 3 when a port cannot be bound."""
         configure_logging(
             self.name, level=self.settings.log_level, fmt=self.settings.effective_log_format
         )
-        config = uvicorn.Config(
-            self.app or self.create_app(),
-            host=self.settings.ops_host,
-            port=self._ops_port(),
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=self.settings.shutdown_timeout,  # type: ignore[arg-type]
+        ops_config = self._config(
+            self.app or self.create_app(), self.settings.ops_host, self._ops_port(), lifespan="on"
         )
-        server = _Server(config, on_exit=self.begin_drain)
-        # uvicorn re-raises the signal it caught once it has shut down; with these no-op handlers
-        # in place a graceful shutdown ends with exit code 0 instead of death by SIGTERM.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: None)
+        listeners = [_Server(ops_config)]
+        if self.public is not None:
+            p = self.public
+            listeners.append(_Server(self._config(p.app, p.host, p.port, lifespan="off")))
         settle_heap()
-        server.run()
-        if not server.started:
+        with asyncio.Runner(loop_factory=ops_config.get_loop_factory()) as runner:
+            started = runner.run(self._serve(listeners))
+        if not started:
             raise SystemExit(3)
+
+    async def _serve(self, listeners: list[_Server]) -> bool:
+        """Bind every listener in order (ops first), wait for a signal, then drain: readiness
+        false at once, listeners closed in reverse order after DRAIN_DELAY. The ops listener's
+        lifespan starts and stops the process. True when every listener had started."""
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+
+        def on_signal() -> None:
+            if signalled.is_set():  # a second signal: stop waiting for in-flight requests
+                for server in listeners:
+                    server.force_exit = True
+            signalled.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        running: list[tuple[_Server, asyncio.Task[None]]] = []
+        try:
+            for server in listeners:
+                task = loop.create_task(server.serve_caught(), name=f"listener:{server.port}")
+                running.append((server, task))
+                if not await server.wait_started(task):
+                    return False
+            ended = [t for _, t in running]
+            waiter = loop.create_task(signalled.wait())
+            await asyncio.wait([waiter, *ended], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            log.info("signal received: draining" if signalled.is_set() else "a listener stopped")
+            self.begin_drain()  # readiness turns false before any port stops accepting
+            if self.settings.drain_delay and signalled.is_set():
+                await asyncio.sleep(self.settings.drain_delay)
+            return True
+        finally:
+            for server, task in reversed(running):
+                server.should_exit = True
+                await asyncio.gather(task, return_exceptions=True)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
 
 # Collect young objects after this many more container allocations than deallocations (Python's
@@ -375,15 +476,36 @@ def _log_start_failure(task: asyncio.Task[None]) -> None:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the process to stop taking bus work the moment a signal lands."""
+    """uvicorn's server as one listener among others: the process handles signals itself (one
+    handler for every listener, so the drain order is the process's), and a port that cannot be
+    bound is reported instead of exiting the interpreter from inside the loop."""
 
-    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], object]) -> None:
-        super().__init__(config)
-        self._on_exit = on_exit
+    @property
+    def port(self) -> int:
+        return self.config.port
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        super().handle_exit(sig, frame)
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def serve_caught(self) -> None:
         try:
-            asyncio.get_running_loop().call_soon(self._on_exit)
-        except RuntimeError:  # no loop yet: the lifespan shutdown will drain
+            await self.serve()
+        except SystemExit:  # uvicorn's way of saying the port could not be bound (logged)
             pass
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self._bound().set()
+
+    def _bound(self) -> asyncio.Event:
+        if not hasattr(self, "_bound_event"):
+            self._bound_event = asyncio.Event()
+        return self._bound_event
+
+    async def wait_started(self, task: asyncio.Task[None]) -> bool:
+        """Until the port is bound (True) or the listener has ended without binding (False)."""
+        bound = asyncio.ensure_future(self._bound().wait())
+        await asyncio.wait([bound, task], return_when=asyncio.FIRST_COMPLETED)
+        bound.cancel()
+        return self.started and not task.done()

@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(
         default=20.0, gt=0, description="seconds in-flight work may take after SIGTERM"
     )
+    drain_delay: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="seconds the ports keep accepting after SIGTERM turned readiness false, "
+        "for load balancers that learn from readiness to stop sending",
+    )
     health_check_timeout: float = Field(default=2.0, gt=0)
 
     @classmethod

@@ -11,6 +11,10 @@ with identity's JWKS. Verification trusts nothing in a token that the token cann
 - `iss`, `aud`, `sub`, `iat`, `exp`, `jti` are required, with a small leeway for clocks;
 - an oversized token is refused before it is parsed.
 
+A token that verified is remembered until it expires (at most `cache_size` of them), keyed by
+the whole token rather than its `jti`: a forgery may carry a genuine `jti`, never a genuine
+signature. So a client's later requests cost a dictionary lookup instead of an EdDSA check.
+
 An unknown `kid` refreshes the JWKS (a key rotated in since the last fetch), at most once every
 `min_refresh_interval` seconds however many unknown kids arrive, so a flood of random kids cannot
 hammer identity.
@@ -66,16 +70,35 @@ class Claims:
 
 class TokenVerifier:
     def __init__(
-        self, fetch_jwks: FetchJwks, policy: TokenPolicy, *, min_refresh_interval: float = 10.0
+        self,
+        fetch_jwks: FetchJwks,
+        policy: TokenPolicy,
+        *,
+        min_refresh_interval: float = 10.0,
+        cache_size: int = 10_000,
     ) -> None:
         self._fetch = fetch_jwks
         self.policy = policy
         self.min_refresh_interval = min_refresh_interval
+        self.cache_size = cache_size
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
         self._refreshing: asyncio.Lock | None = None
+        self._verified: dict[str, Claims] = {}
 
     async def verify(self, token: str) -> Claims:
+        claims = self._verified.get(token)
+        if claims is not None:
+            if time.time() < claims.expires_at + self.policy.leeway:
+                return claims
+            self._verified.pop(token, None)
+        claims = await self._verify(token)
+        if len(self._verified) >= self.cache_size:
+            self._verified.pop(next(iter(self._verified)))  # the oldest
+        self._verified[token] = claims
+        return claims
+
+    async def _verify(self, token: str) -> Claims:
         header = self._header(token)
         key = await self._key(header["kid"])
         try:
@@ -152,8 +175,9 @@ class TokenVerifier:
         self.forget_keys()
 
     def forget_keys(self) -> None:
-        """Drop the cached keys (the next token fetches the JWKS again)."""
+        """Drop the cached keys and verified tokens (the next token fetches the JWKS again)."""
         self._keys.clear()
+        self._verified.clear()
         self._fetched_at = float("-inf")
 
 

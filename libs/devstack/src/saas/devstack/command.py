@@ -83,20 +83,28 @@ def dev(root: Path, ready_timeout: float) -> None:
 
         specs = discover_processes()
         ports = {s.name: int(os.environ.get(s.port_env, s.default_port)) for s in specs}
+        public_ports = {
+            s.name: int(os.environ.get(s.public.port_env, s.public.default_port))
+            for s in specs
+            if s.public is not None
+        }
         supervisor = Supervisor(
             env, database_urls=logins.urls, nats_urls=nats.urls if nats else None
         )
-        children = supervisor.start(specs, ports)
+        children = supervisor.start(specs, ports, public_ports)
         click.echo(f"starting {', '.join(c.spec.name for c in children)} ...")
         supervisor.wait_ready(ready_timeout)
 
-        urls = {c.spec.url_key: c.url for c in children}
-        gateway_url = urls.get("GATEWAY_OPS_URL", "")
-        _write_env(root / "env", {**env, **urls, "GATEWAY_URL": gateway_url})
+        urls = {key: url for c in children for key, url in c.urls().items()}
+        gateway_url = urls.get("GATEWAY_URL", "")
+        gateway_ops = urls.get("GATEWAY_OPS_URL", "")
+        _write_env(root / "env", {**env, **urls})
         click.echo(
             f"\nready in {time.monotonic() - started:.1f}s\n"
             f"  API docs     {gateway_url}/docs\n"
             f"  status       {gateway_url}/api/v1/status\n"
+            f"  gateway ops  {gateway_ops}/health/ready  {gateway_ops}/metrics  "
+            f"{gateway_ops}/status\n"
             f"  Temporal UI  {env['TEMPORAL_UI_URL'] or '(external Temporal)'}\n"
             f"  settings     {root / 'env'}\n"
             f"  mail         {root / 'mail'}\n"

@@ -25,13 +25,28 @@ from saas.devstack.servers.base import StackError, die_with_parent, port_is_free
 @dataclass
 class Child:
     spec: ProcessSpec
-    port: int
+    port: int  # the ops port
     log_path: Path | None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    public_port: int | None = None  # the public API's, for a process that has one
 
     @property
     def url(self) -> str:
+        """The ops endpoints: /health, /health/ready, /metrics."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """The public API (the gateway's); for other processes, their ops URL."""
+        port = self.public_port if self.public_port is not None else self.port
+        return f"http://127.0.0.1:{port}"
+
+    def urls(self) -> dict[str, str]:
+        """The env keys that advertise this process (`.devstack/env`)."""
+        urls = {self.spec.url_key: self.url}
+        if self.spec.public is not None:
+            urls[self.spec.public.url_key] = self.public_url
+        return urls
 
 
 # Database URLs a process must not inherit: each gets only its own login's, as DATABASE_URL.
@@ -81,15 +96,35 @@ class Supervisor:
                 env["NATS_URL"] = self.nats_urls[spec.bus.user]
         return env
 
-    def start(self, specs: list[ProcessSpec], ports: dict[str, int] | None = None) -> list[Child]:
-        ports = ports or {}
-        planned = [Child(s, ports.get(s.name, s.default_port), self._log_path(s)) for s in specs]
+    def start(
+        self,
+        specs: list[ProcessSpec],
+        ports: dict[str, int] | None = None,
+        public_ports: dict[str, int] | None = None,
+    ) -> list[Child]:
+        """Start each process on its ops port (`ports`, by name; else the spec's default) and,
+        for a process with a public API, its public port (`public_ports`, likewise)."""
+        ports, public_ports = ports or {}, public_ports or {}
+        planned = [
+            Child(
+                s,
+                ports.get(s.name, s.default_port),
+                self._log_path(s),
+                public_port=public_ports.get(s.name, s.public.default_port) if s.public else None,
+            )
+            for s in specs
+        ]
         taken = [f"{c.spec.name} port {c.port}" for c in planned if not port_is_free(c.port)]
+        taken += [
+            f"{c.spec.name} public port {c.public_port}"
+            for c in planned
+            if c.public_port is not None and not port_is_free(c.public_port)
+        ]
         if taken:
             raise StackError(
                 "cannot start the services, ports already in use: "
                 + ", ".join(taken)
-                + ". Stop whatever holds them (another `saas dev`?), or set GATEWAY_PORT / <SERVICE>_OPS_PORT."
+                + ". Stop whatever holds them (another `saas dev`?), or set GATEWAY_PORT / GATEWAY_OPS_PORT / <SERVICE>_OPS_PORT."
             )
         for child in planned:
             env = {
@@ -97,6 +132,8 @@ class Supervisor:
                 child.spec.port_env: str(child.port),
                 "OPS_PORT": str(child.port),
             }
+            if child.spec.public is not None and child.public_port is not None:
+                env[child.spec.public.port_env] = str(child.public_port)
             out = open(child.log_path, "ab") if child.log_path else None  # noqa: SIM115 - the child keeps it
             child.process = subprocess.Popen(
                 [sys.executable, "-m", "saas.common.cli", "run", child.spec.name],

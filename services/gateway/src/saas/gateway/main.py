@@ -1,25 +1,102 @@
-"""Wires the gateway: the public FastAPI app on top of the process frame."""
+"""Wires the gateway: the public API on its own port, the ops endpoints on the frame's.
+
+A request to the API passes, outermost first:
+
+    bounded HTTP protocol     request line and headers over MAX_HEADER_BYTES: 431, nothing parsed on
+    RequestContextMiddleware  request id, client address (trusted proxies), log context, security
+                              headers, api_request_duration_seconds
+    CORSMiddleware            CORS_ORIGINS (so even a 429 is readable by a browser client)
+    HygieneMiddleware         body over MAX_BODY_BYTES: 413; not answered in REQUEST_TIMEOUT: 504
+    RateLimitMiddleware       one Redis round trip; 429 (or 503 for auth routes while Redis is away)
+    FastAPI                   routes; every error a problem document
+"""
 
 from __future__ import annotations
 
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from saas.common.process import ServiceProcess
+from saas.common.components import Component
+from saas.common.process import ServerOptions, ServiceProcess
 from saas.gateway import __version__
 from saas.gateway.cli import GATEWAY
+from saas.gateway.client_address import TrustedProxies
+from saas.gateway.http_protocol import bounded_httptools
+from saas.gateway.hygiene import HygieneMiddleware
 from saas.gateway.middleware import RequestContextMiddleware
 from saas.gateway.problems import install_problem_handlers
-from saas.gateway.routes import auth, keys, members, status, users
+from saas.gateway.ratelimit.limiter import RateLimiter
+from saas.gateway.ratelimit.middleware import RateLimitMiddleware
+from saas.gateway.ratelimit.policy import Policies
+from saas.gateway.ratelimit.redis import RedisLimiter
+from saas.gateway.routes import audit, auth, keys, members, status, users
 from saas.gateway.settings import GatewaySettings
 
+EXPOSED_HEADERS = ["X-Request-Id", "RateLimit", "RateLimit-Policy", "Retry-After"]
 
-def build(settings: GatewaySettings | None = None) -> ServiceProcess:
-    settings = settings or GatewaySettings.load()
-    process = ServiceProcess(GATEWAY, __version__, settings)
-    app = process.create_app(title="SaaS API", version=__version__, debug=settings.debug)
-    for routes in (status, auth, users, members, keys):
+
+class RateLimits(Component):
+    """Owns the rate limiter's Redis connection (short timeouts of its own, no retries: a slow
+    Redis must cost a request a quarter of a second at most, then the fallback decides)."""
+
+    name = "rate-limits"
+
+    def __init__(self, settings: GatewaySettings, process: ServiceProcess) -> None:
+        redis = None
+        if settings.redis_url:
+            redis = RedisLimiter(
+                Redis.from_url(
+                    settings.redis_url,
+                    socket_timeout=settings.rate_limit_redis_timeout,
+                    socket_connect_timeout=settings.rate_limit_redis_timeout,
+                    retry=Retry(NoBackoff(), 0),
+                )
+            )
+        self.limiter = RateLimiter(
+            redis,
+            fallback=settings.rate_limit_fallback,
+            auth_fallback=settings.rate_limit_auth_fallback,
+            timeout=settings.rate_limit_redis_timeout,
+            retry_interval=settings.rate_limit_retry_interval,
+            metrics=process.metrics,
+        )
+
+    async def start(self) -> None:
+        """Nothing to wait for: the connection is made by the first check, and a Redis that is
+        away must not hold the API back (the fallback answers meanwhile)."""
+
+    async def stop(self) -> None:
+        await self.limiter.aclose()
+
+
+def api(process: ServiceProcess, settings: GatewaySettings) -> FastAPI:
+    """The public app: the API, its OpenAPI document and docs, and the edge in front of them."""
+    app = FastAPI(
+        title="SaaS API",
+        version=__version__,
+        debug=settings.debug,
+        description="Every error is an RFC 9457 `application/problem+json` document.",
+    )
+    app.state.process = process
+    for routes in (status, auth, users, members, audit, keys):
         app.include_router(routes.router)
     install_problem_handlers(app)
+    if settings.rate_limit_enabled:
+        limits = process.add(RateLimits(settings, process))
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=limits.limiter,
+            policies=Policies.from_settings(settings),
+            verifier=process.tokens,
+        )
+    app.add_middleware(
+        HygieneMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        timeout=settings.request_timeout,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -27,7 +104,27 @@ def build(settings: GatewaySettings | None = None) -> ServiceProcess:
             allow_credentials=settings.cors_allow_credentials,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-Id"],
+            expose_headers=EXPOSED_HEADERS,
         )
-    app.add_middleware(RequestContextMiddleware, metrics=process.metrics)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=process.metrics,
+        proxies=TrustedProxies(settings.trusted_proxies),
+        hsts_max_age=settings.hsts_max_age,
+        access_log=settings.access_log,
+        slow_seconds=settings.slow_request_seconds,
+    )
+    return app
+
+
+def build(settings: GatewaySettings | None = None) -> ServiceProcess:
+    settings = settings or GatewaySettings.load()
+    process = ServiceProcess(GATEWAY, __version__, settings)
+    process.server = ServerOptions(loop="uvloop", http=bounded_httptools(settings.max_header_bytes))
+    ops = process.create_app(title="SaaS gateway operations", version=__version__)
+    ops.include_router(status.ops_router)
+    if process.has_redis:
+        # The API goes on without Redis (rate limits fall back), so it is reported, not required.
+        process.health.add("redis", process.redis.ping, required=False)
+    process.serve_public(api(process, settings), settings.gateway_host, settings.gateway_port)
     return process

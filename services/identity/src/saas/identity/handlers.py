@@ -7,6 +7,8 @@ asks them while provisioning); the gateway never routes to them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from saas.common.bus import RequestContext, Responder
@@ -34,6 +36,7 @@ from saas.common.contracts.identity import (
     RefreshRequest,
     RegisterRequest,
     RemoveMember,
+    Session,
     TokenPair,
     User,
     VerifyEmailRequest,
@@ -84,6 +87,16 @@ def register(responder: Responder, deps: Deps) -> None:
     @op("users.me", Empty)
     async def me(_: Empty, ctx: RequestContext) -> User:
         return await accounts.me(deps, await ctx.user())
+
+    @op("users.session", Empty)
+    async def session(_: Empty, ctx: RequestContext) -> Session:
+        claims = await ctx.user()
+        return Session(
+            user_id=claims.user_id,
+            session_id=claims.session_id,
+            platform_admin=claims.platform_admin,
+            expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
+        )
 
     @op("users.tenants", Empty)
     async def my_tenants(_: Empty, ctx: RequestContext) -> MyTenants:

@@ -92,6 +92,15 @@ class User(BaseModel):
     created_at: datetime
 
 
+class Session(BaseModel):
+    """What the caller's access token says, as identity verified it (no account lookup)."""
+
+    user_id: str
+    session_id: str | None = Field(description="the refresh family the token was issued in")
+    platform_admin: bool
+    expires_at: datetime = Field(description="when the access token stops being accepted")
+
+
 class MyTenant(BaseModel):
     tenant_id: str
     role: Role

@@ -22,6 +22,7 @@ from saas.common.contracts.identity import (
     VerifyEmailRequest,
 )
 from saas.gateway.dependencies import AnonymousIdentity
+from saas.gateway.problems import UPSTREAM, problems
 from saas.gateway.routes import API_PREFIX
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
@@ -33,21 +34,23 @@ def no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
-@router.post("/register", status_code=202, response_model=Accepted)
+@router.post(
+    "/register", status_code=202, response_model=Accepted, responses=problems(413, 422, *UPSTREAM)
+)
 async def register(body: RegisterRequest, identity: AnonymousIdentity) -> Accepted:
     """Sign up. The answer is the same whether or not the address already has an account; a
     verification link (or, for an existing account, a notice) goes to the address by mail."""
     return await identity("register", body, Accepted)
 
 
-@router.post("/login", response_model=TokenPair)
+@router.post("/login", response_model=TokenPair, responses=problems(401, 413, 422, *UPSTREAM))
 async def login(body: LoginRequest, identity: AnonymousIdentity, response: Response) -> TokenPair:
     """Exchange email and password for an access token and a refresh token."""
     no_store(response)
     return await identity("login", body, TokenPair)
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, responses=problems(401, 413, 422, *UPSTREAM))
 async def refresh(
     body: RefreshRequest, identity: AnonymousIdentity, response: Response
 ) -> TokenPair:
@@ -57,19 +60,24 @@ async def refresh(
     return await identity("refresh", body, TokenPair)
 
 
-@router.post("/logout", response_model=Done)
+@router.post("/logout", response_model=Done, responses=problems(413, 422, *UPSTREAM))
 async def logout(body: LogoutRequest, identity: AnonymousIdentity) -> Done:
     """End the refresh token's session, or every session of its user (`everywhere`)."""
     return await identity("logout", body, Done)
 
 
-@router.post("/verify-email", response_model=Done)
+@router.post("/verify-email", response_model=Done, responses=problems(400, 413, 422, *UPSTREAM))
 async def verify_email(body: VerifyEmailRequest, identity: AnonymousIdentity) -> Done:
     """Confirm an email address with the token from the verification mail."""
     return await identity("verify_email", body, Done)
 
 
-@router.post("/password-reset/request", status_code=202, response_model=Accepted)
+@router.post(
+    "/password-reset/request",
+    status_code=202,
+    response_model=Accepted,
+    responses=problems(413, 422, *UPSTREAM),
+)
 async def request_password_reset(
     body: PasswordResetRequest, identity: AnonymousIdentity
 ) -> Accepted:
@@ -77,7 +85,9 @@ async def request_password_reset(
     return await identity("password_reset.request", body, Accepted)
 
 
-@router.post("/password-reset/confirm", response_model=Done)
+@router.post(
+    "/password-reset/confirm", response_model=Done, responses=problems(400, 413, 422, *UPSTREAM)
+)
 async def confirm_password_reset(body: PasswordResetConfirm, identity: AnonymousIdentity) -> Done:
     """Set a new password with the token from the reset mail; every session of the account ends."""
     return await identity("password_reset.confirm", body, Done)

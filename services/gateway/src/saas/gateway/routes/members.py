@@ -26,13 +26,18 @@ from saas.common.contracts.identity import (
     RoleChange,
 )
 from saas.gateway.dependencies import Identity, Tenant
+from saas.gateway.problems import UPSTREAM, problems
 from saas.gateway.routes import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["members"])
 UserId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-@router.get("/tenants/{slug}/members", response_model=Members)
+@router.get(
+    "/tenants/{slug}/members",
+    response_model=Members,
+    responses=problems(400, 401, 403, 404, 422, *UPSTREAM),
+)
 async def list_members(
     tenant: Tenant,
     identity: Identity,
@@ -45,7 +50,11 @@ async def list_members(
     )
 
 
-@router.patch("/tenants/{slug}/members/{user_id}", response_model=Member)
+@router.patch(
+    "/tenants/{slug}/members/{user_id}",
+    response_model=Member,
+    responses=problems(401, 403, 404, 409, 413, 422, *UPSTREAM),
+)
 async def change_role(
     tenant: Tenant, user_id: UserId, body: RoleChange, identity: Identity
 ) -> Member:
@@ -58,14 +67,23 @@ async def change_role(
     )
 
 
-@router.delete("/tenants/{slug}/members/{user_id}", status_code=204)
+@router.delete(
+    "/tenants/{slug}/members/{user_id}",
+    status_code=204,
+    responses=problems(401, 403, 404, 409, 422, *UPSTREAM),
+)
 async def remove_member(tenant: Tenant, user_id: UserId, identity: Identity) -> Response:
     """Remove a member (owners and admins), or leave (your own id); the last owner stays."""
     await identity("members.remove", RemoveMember(tenant_id=tenant.id, user_id=user_id), Done)
     return Response(status_code=204)
 
 
-@router.post("/tenants/{slug}/invitations", status_code=201, response_model=Invitation)
+@router.post(
+    "/tenants/{slug}/invitations",
+    status_code=201,
+    response_model=Invitation,
+    responses=problems(401, 403, 404, 409, 413, 422, *UPSTREAM),
+)
 async def invite(tenant: Tenant, body: NewInvitation, identity: Identity) -> Invitation:
     """Invite an address with a role (owners and admins); the link goes out by mail."""
     return await identity(
@@ -75,7 +93,11 @@ async def invite(tenant: Tenant, body: NewInvitation, identity: Identity) -> Inv
     )
 
 
-@router.post("/invitations/accept", response_model=MyTenant)
+@router.post(
+    "/invitations/accept",
+    response_model=MyTenant,
+    responses=problems(400, 401, 403, 409, 413, 422, *UPSTREAM),
+)
 async def accept_invitation(body: AcceptInvitation, identity: Identity) -> MyTenant:
     """Accept an invitation with the token from its mail, logged in with the invited address."""
     return await identity("invitations.accept", body, MyTenant)
