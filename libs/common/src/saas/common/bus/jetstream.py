@@ -195,3 +195,18 @@ async def acknowledge(nc: NATS, msgs: Sequence[Msg]) -> None:
     await nc._flush_pending()
     for m in msgs:
         m._ackd = True
+
+
+_V1_ACK_TOKENS = (
+    9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>
+)
+
+
+def deliveries(msg: Msg) -> int:
+    """How many times the server has delivered `msg`, as `msg.metadata.num_delivered` says, read
+    from the reply subject's one token instead of building the whole `Metadata` (two dataclasses
+    and a datetime: nine tenths of the cost, which a consumer paid on every event of a batch)."""
+    tokens = msg.reply.split(".") if msg.reply else ()
+    if len(tokens) == _V1_ACK_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[4])
+    return msg.metadata.num_delivered  # the form with a domain, or not a JetStream message

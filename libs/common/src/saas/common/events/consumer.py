@@ -34,7 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from saas.common.bus import Bus
-from saas.common.bus.jetstream import acknowledge
+from saas.common.bus.jetstream import acknowledge, deliveries
 from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, NewerVersion, parse_event
@@ -439,7 +439,7 @@ class EventConsumer(Component):
                 seen.add(envelope.id)
                 batch.append(envelope)
         fresh = await self.handler(session, batch)
-        again = [e.id for m, e in items if m.metadata.num_delivered > 1]
+        again = [e.id for m, e in items if deliveries(m) > 1]
         if again:
             await session.execute(
                 self._forget_failures,
