@@ -188,7 +188,7 @@ async def acknowledge(nc: NATS, msgs: Sequence[Msg]) -> None:
     if not nc.is_connected:  # nats-py would keep them for after a reconnect: not worth it here
         raise nats.errors.ConnectionReconnectingError()
     if not all(m.reply for m in msgs):
-        raise nats.js.errors.NotJSMessageError()
+        raise nats.errors.NotJSMessageError()
     data = b"".join(f"PUB {m.reply} 0\r\n\r\n".encode() for m in msgs)
     await nc._send_command(data)
     nc.stats["out_msgs"] += len(msgs)
