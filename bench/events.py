@@ -127,7 +127,11 @@ def main() -> None:
         "--sides", nargs="+", choices=SIDES, default=list(SIDES), help="with --compare"
     )
     args = parser.parse_args()
-    results = asyncio.run(compare(args) if args.compare else one(args))
+    try:
+        results = asyncio.run(compare(args) if args.compare else one(args))
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the harness turns it into this)
+        print("interrupted: servers stopped, the run's folder removed", file=sys.stderr)
+        raise SystemExit(130) from None
     if not all(r.ok for r in results):
         raise SystemExit(1)
 
