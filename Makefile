@@ -40,8 +40,7 @@ test-e2e: install
 
 # Figures, not pass/fail: see docs/benchmarks.md for what they mean and the last recorded run.
 bench: install
-	$(VENV)/bin/python bench/events.py --events 20000
-	$(VENV)/bin/python bench/events.py --events 20000 --backlog
+	$(VENV)/bin/python bench/events.py --events 20000 --compare --rounds 2
 	$(VENV)/bin/python bench/events.py --events 20000 --rate 2000
 	$(VENV)/bin/python bench/identity.py
 	$(VENV)/bin/python bench/identity.py --via gateway
