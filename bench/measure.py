@@ -41,7 +41,7 @@ class Result:
 
     def cpu_line(self) -> str:
         per = 1000 / self.events
-        parts = [f"{name} {s * per:.2f}" for name, s in self.cpu.items()]
+        parts = [f"{name} {s * per:.3f}" for name, s in self.cpu.items()]
         return "ms of CPU per event: " + ", ".join(parts)
 
 

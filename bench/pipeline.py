@@ -15,7 +15,9 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+import nats
 import psutil
+from nats.js.errors import NotFoundError
 from sqlalchemy import text
 
 from bench.harness import Servers, processes_running
@@ -25,6 +27,7 @@ from saas.common.db import Database
 from saas.common.events import Actor, new_event
 from saas.common.events.catalogue import MembershipAdded
 from saas.common.events.outbox import Outbox
+from saas.common.events.stream import EVENTS_STREAM
 from saas.common.settings import DatabaseSettings
 
 SIDE = "ours"
@@ -79,6 +82,7 @@ async def run(at: Servers, mode: str, args: argparse.Namespace, *, rate: float =
     servers = at.server_processes()
     try:
         write_seconds = await write(db, load) if mode == DRAINED else 0.0
+        stored_before = await _last_stored(at)
         env = {
             "OUTBOX_BATCH_SIZE": str(args.relay_batch),
             "CONSUMER_BATCH_SIZE": str(args.consumer_batch),
@@ -98,7 +102,7 @@ async def run(at: Servers, mode: str, args: argparse.Namespace, *, rate: float =
             last = await _wait_for_all(db, load, args.timeout)
             cpu, busy = meter.stop()
             if mode == DRAINED:
-                wall0 = await _first_publish(db, tag)
+                wall0 = await _first_publish(at, stored_before)
                 del cpu["writer"]  # it had finished before the services started
             metrics = {name: _metrics(c.url) for name, c in children.items()}
         result = Result(SIDE, mode, load.events, last - wall0, cpu, busy, meter.load)
@@ -131,14 +135,26 @@ async def _wait_for_all(db: Database, load: Load, timeout: float) -> float:
         await asyncio.sleep(0.05)
 
 
-async def _first_publish(db: Database, tag: str) -> float:
-    """When the relay first published (its claim's transaction time, `sent_at`)."""
-    query = text(
-        "SELECT min(o.sent_at) FROM identity.outbox o JOIN audit.events a USING (event_id) "
-        "WHERE a.tenant_key LIKE :p"
-    )
-    async with db.session() as session:
-        return (await session.execute(query, {"p": tag + "-%"})).scalar_one().timestamp()
+async def _last_stored(at: Servers) -> int:
+    """The sequence of the last message in the events stream (0: none, or no stream yet)."""
+    nc = await nats.connect(at.nats_url)
+    try:
+        return (await nc.jetstream().stream_info(EVENTS_STREAM)).state.last_seq
+    except NotFoundError:
+        return 0
+    finally:
+        await nc.close()
+
+
+async def _first_publish(at: Servers, stored_before: int) -> float:
+    """When the relay first published: JetStream's time for the first message it stored after
+    `stored_before` (the outbox keeps no record of its sent rows)."""
+    nc = await nats.connect(at.nats_url)
+    try:
+        first = await nc.jetstream().get_msg(EVENTS_STREAM, seq=stored_before + 1)
+    finally:
+        await nc.close()
+    return first.time.timestamp()
 
 
 async def _check(db: Database, load: Load, result: Result) -> None:
@@ -169,21 +185,17 @@ async def _details(
 ) -> list[str]:
     """Latencies and the processes' own figures, for a run of our side alone."""
     query = text(
-        "SELECT extract(epoch FROM a.recorded_at - o.sent_at), "
-        "extract(epoch FROM a.recorded_at - a.occurred_at) "
-        "FROM audit.events a JOIN identity.outbox o USING (event_id) WHERE a.tenant_key LIKE :p"
+        "SELECT extract(epoch FROM recorded_at - occurred_at) FROM audit.events "
+        "WHERE tenant_key LIKE :p"
     )
     async with db.session() as session:
-        timings = (await session.execute(query, {"p": tag + "-%"})).all()
-    publish_ms = [max(0.0, float(r[0]) * 1000) for r in timings]
-    write_ms = [float(r[1]) * 1000 for r in timings]
+        write_ms = [float(r[0]) * 1000 for r in await session.execute(query, {"p": tag + "-%"})]
     identity, audit = metrics["identity"], metrics["audit"]
     batches = audit.get("saas_consumer_batch_seconds_count", 0.0)
     batch_time = audit.get("saas_consumer_batch_seconds_sum", 0.0)
     return [
         f"writer                   {load.events / write_seconds:,.0f} events/s into the outbox "
         f"({write_seconds:.2f}s), {load.per_tx} per transaction, {len(load.tenants)} tenants",
-        f"publish->audit latency   {_percentiles(publish_ms)}",
         f"write->audit latency     {_percentiles(write_ms)}",
         f"relay                    {identity.get('saas_outbox_published_total', 0):.0f} published, "
         f"{identity.get('saas_outbox_publish_failures_total', 0):.0f} failed batches",
