@@ -41,10 +41,10 @@ async def test_sign_up_verify_and_see_yourself(identity):
     await identity.call("verify_email", VerifyEmailRequest(token=token), Done)
     me = await identity.call("users.me", Empty(), User, token=pair.access_token)
     assert me.email_verified
-    (registered,) = await events(identity.db, "user.registered", subject=me.id)
+    (registered,) = await events(identity, "user.registered", subject=me.id)
     assert registered["data"] == {"user_id": me.id, "email": email, "ip_address": "192.0.2.10"}
     assert registered["actor"] == {"type": "user", "id": me.id}
-    assert await events(identity.db, "user.email_verified", subject=me.id)
+    assert await events(identity, "user.email_verified", subject=me.id)
 
 
 async def test_a_verification_token_works_once(identity):
@@ -127,4 +127,4 @@ async def test_a_password_reset_revokes_every_session_and_works_once(identity):
     )
     assert reused.code is ErrorCode.BAD_REQUEST
     me = await identity.call("users.me", Empty(), User, token=first.access_token)
-    assert await events(identity.db, "user.password_reset", subject=me.id)
+    assert await events(identity, "user.password_reset", subject=me.id)

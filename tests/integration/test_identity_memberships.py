@@ -70,7 +70,7 @@ async def test_add_owner_is_idempotent_and_makes_the_creator_owner(identity):
     for _ in range(3):
         reply = await identity.call("internal.add_owner", request, Membership)
         assert reply.role is Role.OWNER
-    assert len(await events(identity.db, "membership.added", subject=owner.id)) == 1
+    assert len(await events(identity, "membership.added", subject=owner.id)) == 1
     role = await identity.call(
         "internal.role", MembershipQuery(tenant_id=tenant_id, user_id=owner.id), Membership
     )
@@ -112,7 +112,7 @@ async def test_an_invitation_is_accepted_once_and_only_by_its_addressee(identity
         (owner.email, Role.OWNER),
         (invitee.email, Role.ADMIN),
     }
-    (accepted,) = await events(identity.db, "invitation.accepted", subject=invitation.id)
+    (accepted,) = await events(identity, "invitation.accepted", subject=invitation.id)
     assert accepted["tenant_id"] == tenant_id and accepted["actor"] == {
         "type": "user",
         "id": invitee.id,
@@ -167,7 +167,7 @@ async def test_roles_change_within_reach_and_the_last_owner_stays(identity):
     assert (await change(admin, member, Role.ADMIN)).role is Role.ADMIN
     assert (await change(owner, admin, Role.OWNER)).role is Role.OWNER
     assert (await change(owner, owner, Role.MEMBER)).role is Role.MEMBER  # another owner exists now
-    (changed, *_) = await events(identity.db, "membership.role_changed", subject=member.id)
+    (changed, *_) = await events(identity, "membership.role_changed", subject=member.id)
     assert changed["data"] == {
         "tenant_id": tenant_id,
         "user_id": member.id,
@@ -273,6 +273,6 @@ async def test_a_deleted_tenant_loses_its_memberships(identity):
     assert role.role is None
     assert (await owner("users.tenants", Empty(), MyTenants)).items == []
     removed = [
-        e for e in await events(identity.db, "membership.removed") if e["tenant_id"] == tenant_id
+        e for e in await events(identity, "membership.removed") if e["tenant_id"] == tenant_id
     ]
     assert {e["data"]["user_id"] for e in removed} == {owner.id, member.id}

@@ -59,7 +59,7 @@ async def test_reused_refresh_token_revokes_family(identity):
     assert (await refused(refresh(identity, second))).code is ErrorCode.UNAUTHORIZED  # whole family
     assert await refresh(identity, other_session)  # another family is untouched
     claims = await identity.process.tokens.verify(first.access_token)
-    (event,) = await events(identity.db, "auth.refresh_token_reused", subject=claims.user_id)
+    (event,) = await events(identity, "auth.refresh_token_reused", subject=claims.user_id)
     assert event["data"]["family_id"] == claims.session_id
     assert event["data"]["ip_address"] == "192.0.2.10"
 
@@ -126,7 +126,7 @@ async def test_a_locked_account_answers_exactly_as_a_wrong_password(identity):
     user_id = (
         await identity.process.tokens.verify((await _login_later(identity, email)).access_token)
     ).user_id
-    assert await events(identity.db, "user.account_locked", subject=user_id)
+    assert await events(identity, "user.account_locked", subject=user_id)
 
 
 async def _login_later(identity, email: str) -> TokenPair:
@@ -190,7 +190,7 @@ async def test_failed_logins_are_events_without_the_password(identity):
     email = await identity.signed_up()
     await refused(identity.login(email, "wrong-Password-secret-9", ip="198.51.100.40"))
     (failed,) = [
-        e for e in await events(identity.db, "user.login_failed") if e["data"]["email"] == email
+        e for e in await events(identity, "user.login_failed") if e["data"]["email"] == email
     ]
     assert failed["data"] == {
         "email": email,

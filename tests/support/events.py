@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import func, select, text
 
 from saas.common.bus import Bus
@@ -107,6 +107,29 @@ async def write_events(
     for i in range(0, len(events), per_tx):
         async with db.session() as session:
             await outbox.add(session, *events[i : i + per_tx])
+
+
+async def stream_bodies(js, subject: str | None = None) -> list[bytes]:
+    """The bodies of the EVENTS stream's messages (on `subject`, if given), in stream order."""
+    sub = await js.pull_subscribe(
+        "",
+        stream=EVENTS_STREAM,
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE,
+            filter_subjects=[subject] if subject else None,
+        ),
+    )
+    bodies: list[bytes] = []
+    try:
+        left = (await sub.consumer_info()).num_pending
+        while left > 0:
+            msgs = await sub.fetch(min(500, left), timeout=5)
+            bodies += [m.data for m in msgs]
+            left -= len(msgs)
+    finally:
+        await sub.unsubscribe()
+    return bodies
 
 
 async def read_stream(bus, tenant_prefix: str = "") -> list:

@@ -19,6 +19,7 @@ from saas.common.contracts.identity import LoginRequest, RegisterRequest, TokenP
 from saas.common.db import Database
 from saas.common.process import ServiceProcess
 from saas.identity.deps import Deps
+from tests.support.events import stream_bodies
 
 T = TypeVar("T", bound=BaseModel)
 PASSWORD = "plum-orbit-castle-91"
@@ -101,13 +102,20 @@ def mails(mail_dir: Path, to: str, kind: str) -> list:
     return found
 
 
-async def events(db: Database, type_: str, subject: str | None = None) -> list[dict[str, Any]]:
-    """Identity's events of a type (from its outbox), oldest first."""
-    async with db.session() as session:
-        rows = (
-            await session.execute(
-                text("SELECT body FROM identity.outbox WHERE type = :t ORDER BY seq"), {"t": type_}
-            )
-        ).scalars()
-        found = [orjson.loads(body) for body in rows]
-    return [e for e in found if subject is None or e.get("subject") == subject]
+async def events(
+    identity: Identity, type_: str, subject: str | None = None
+) -> list[dict[str, Any]]:
+    """Identity's events of a type, oldest first: those its relay published (the EVENTS stream)
+    and those still pending in its outbox. The outbox is read first: a row gone from it by the
+    time the stream is read was acknowledged, so it is in the stream."""
+    async with identity.db.session() as session:
+        rows = await session.execute(
+            text("SELECT body FROM identity.outbox WHERE type = :t ORDER BY seq"), {"t": type_}
+        )
+        pending = [bytes(body) for body in rows.scalars()]
+    published = await stream_bodies(identity.client.bus.js, type_)
+    found: dict[str, dict[str, Any]] = {}
+    for body in [*published, *pending]:
+        event = orjson.loads(body)
+        found.setdefault(event["id"], event)
+    return [e for e in found.values() if subject is None or e.get("subject") == subject]
