@@ -1,4 +1,5 @@
-"""One bad outbox row must not hold back the rest: it is quarantined, kept, counted and retryable.
+"""One bad outbox row must not hold back the rest: it is quarantined, kept, counted and retryable;
+the rows JetStream acknowledged are deleted.
 
 The bad rows are real: a subject outside the stream (JetStream has no responder for it) and an
 event over the stream's maximum message size (JetStream refuses it with an error ack), the stream
@@ -15,6 +16,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from click.testing import CliRunner
 from sqlalchemy import insert, text
+from sqlalchemy import inspect as sa_inspect
 
 from saas.common.bus import Bus
 from saas.common.commands.events import events
@@ -24,7 +26,11 @@ from saas.common.events.catalogue import ProjectCreated
 from saas.common.events.outbox import Outbox
 from saas.common.events.relay import OutboxRelay
 from saas.common.events.stream import EVENTS_STREAM, apply_streams
-from saas.common.events.tables import downgrade_outbox_v2, outbox_table
+from saas.common.events.tables import (
+    downgrade_outbox_v2,
+    downgrade_outbox_v3,
+    outbox_table,
+)
 from saas.common.metrics import Metrics
 from saas.common.settings import EventSettings
 from tests.support.events import (
@@ -89,12 +95,12 @@ def named(events: list[EventEnvelope], *positions: str) -> list[str]:
 
 
 async def outbox_rows(db: Database, outbox: Outbox) -> dict[str, dict]:
-    """Every row by event id, with its publishing state."""
+    """Every row left in the outbox (pending or quarantined) by event id, with its state."""
     async with db.session() as session:
         rows = await session.execute(
             text(
-                "SELECT seq, event_id::text AS event_id, attempts, last_error, quarantined_at,"
-                f' sent_at FROM "{outbox.schema}".outbox ORDER BY seq'  # noqa: S608 - a test schema
+                "SELECT seq, event_id::text AS event_id, attempts, last_error, quarantined_at"
+                f' FROM "{outbox.schema}".outbox ORDER BY seq'  # noqa: S608 - a test schema
             )
         )
         return {r.event_id: r._asdict() for r in rows}
@@ -130,9 +136,10 @@ async def test_a_bad_row_is_quarantined_after_its_attempts_and_every_other_row_i
 
     await relay.relay_once()
     rows = await outbox_rows(db, outbox)
-    # Tenant tc had nothing wrong: all sent. A tenant's rows after its failed row wait for it.
+    # Tenant tc had nothing wrong: all sent and deleted. A tenant's rows after its failed row
+    # wait for it, in the outbox, even those JetStream acknowledged.
     waiting = named(written, *(f"ta:{n}" for n in range(3, 10)), *(f"tb:{n}" for n in range(5, 10)))
-    assert [e for e, r in rows.items() if r["sent_at"] is None] == waiting
+    assert list(rows) == waiting
     assert rows[stray]["attempts"] == rows[oversize]["attempts"] == 1
     assert "no responders" in rows[stray]["last_error"]
     assert "message size exceeds maximum" in rows[oversize]["last_error"]
@@ -143,11 +150,10 @@ async def test_a_bad_row_is_quarantined_after_its_attempts_and_every_other_row_i
     rows = await outbox_rows(db, outbox)
     for row in (rows[stray], rows[oversize]):
         assert row["attempts"] == 3 and row["quarantined_at"] is not None
-        assert row["sent_at"] is None  # kept, never marked, never pruned
 
     await relay.relay_once()  # what waited behind them goes on
     rows = await outbox_rows(db, outbox)
-    assert [e for e, r in rows.items() if r["sent_at"] is None] == [stray, oversize]
+    assert list(rows) == [stray, oversize]  # kept, never deleted
     assert await relay.relay_once() == 0  # quarantined rows are not claimed again
 
     stream = await read_stream(bus)
@@ -174,7 +180,7 @@ async def test_quarantined_rows_are_listed_and_published_once_the_cause_is_fixed
         return {e for e, r in (await outbox_rows(db, outbox)).items() if r["quarantined_at"]}
 
     async def unsent() -> list[str]:
-        return [e for e, r in (await outbox_rows(db, outbox)).items() if r["sent_at"] is None]
+        return list(await outbox_rows(db, outbox))
 
     async def counted() -> float | None:
         return gauge(metrics, "outbox_quarantined", outbox.schema)
@@ -238,8 +244,8 @@ async def test_a_missing_stream_is_an_outage_and_counts_against_no_row(db, outbo
     await bus.close()
 
 
-async def outbox_shape(db: Database, schema: str) -> tuple[set[str], str]:
-    """The outbox's columns and the definition of the relay's index."""
+async def outbox_shape(db: Database, schema: str) -> tuple[set[str], str, set[str]]:
+    """The outbox's columns, the definition of the relay's index and the names of all its indexes."""
     async with db.session() as session:
         columns = await session.execute(
             text(
@@ -248,30 +254,48 @@ async def outbox_shape(db: Database, schema: str) -> tuple[set[str], str]:
             ),
             {"s": schema},
         )
-        index = await session.execute(
+        indexes = await session.execute(
             text(
-                "SELECT indexdef FROM pg_indexes"
-                " WHERE schemaname = :s AND indexname = 'ix_outbox_unsent'"
+                "SELECT indexname, indexdef FROM pg_indexes"
+                " WHERE schemaname = :s AND tablename = 'outbox'"
             ),
             {"s": schema},
         )
-        return set(columns.scalars()), index.scalar_one()
+        defs = {name: definition for name, definition in indexes}
+        return set(columns.scalars()), defs["ix_outbox_unsent"], set(defs)
 
 
 @pytest.mark.parametrize("schema", ["identity", "public"])
 async def test_the_owners_migrations_give_the_outbox_its_quarantine(db, schema):
-    columns, relay_index = await outbox_shape(db, schema)
+    columns, relay_index, _ = await outbox_shape(db, schema)
     assert columns == {c.name for c in outbox_table(schema).columns}  # the runtime table agrees
     assert "quarantined_at IS NULL" in relay_index
 
 
-async def test_the_quarantine_migration_can_be_undone(db, outbox):
+# Tenancy's outbox (schema public) gets the same migration in its own tree.
+@pytest.mark.parametrize("schema", ["identity"])
+async def test_the_owners_migrations_drop_the_index_only_pruning_read(db, schema):
+    *_, indexes = await outbox_shape(db, schema)
+    assert indexes == {
+        "outbox_pkey",
+        "uq_outbox_event_id",
+        "ix_outbox_unsent",
+        "ix_outbox_quarantined",
+    }
+
+
+async def test_the_migrations_can_be_undone(db, outbox):
     def downgrade(sync_conn) -> None:
-        downgrade_outbox_v2(Operations(MigrationContext.configure(sync_conn)), outbox.schema)
+        op = Operations(MigrationContext.configure(sync_conn))
+        downgrade_outbox_v3(op, outbox.schema)
+        assert "ix_outbox_sent_at" in {
+            i["name"] for i in sa_inspect(sync_conn).get_indexes("outbox", schema=outbox.schema)
+        }
+        downgrade_outbox_v2(op, outbox.schema)
 
     async with db.engine.begin() as conn:
         await conn.run_sync(downgrade)
-    columns, relay_index = await outbox_shape(db, outbox.schema)
+    columns, relay_index, _ = await outbox_shape(db, outbox.schema)
     assert not columns & {"attempts", "last_error", "quarantined_at"}
     assert "quarantined_at" not in relay_index
 

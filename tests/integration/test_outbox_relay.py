@@ -27,7 +27,16 @@ async def outbox(db) -> Outbox:
     return Outbox(await scratch_schema(db))
 
 
-async def test_relay_publishes_in_order_and_marks_sent(db, outbox, nats_server):
+async def ids_left(db, outbox: Outbox) -> list[str]:
+    """The event ids still in the outbox, oldest first."""
+    async with db.session() as session:
+        rows = await session.execute(
+            text(f'SELECT event_id::text FROM "{outbox.schema}".outbox ORDER BY seq')  # noqa: S608
+        )
+        return list(rows.scalars())
+
+
+async def test_relay_publishes_in_order_and_deletes_what_was_acknowledged(db, outbox, nats_server):
     bus = await connect(nats_server.url)
     events = [project_event(t, n) for n in range(30) for t in ("ta", "tb")]
     await write_events(db, outbox, events)
@@ -39,12 +48,48 @@ async def test_relay_publishes_in_order_and_marks_sent(db, outbox, nats_server):
         pass
     stream = await read_stream(bus)
     assert [e.id for e in stream] == [e.id for e in events]
-    assert await unsent(db, outbox) == 0
+    assert await unsent(db, outbox) == 0  # the stream is the record of what was published
     assert (await relay.measure_lag())[0] == 0
     await bus.close()
 
 
-async def test_crash_between_publish_and_mark_is_deduplicated_by_the_server(
+async def test_rows_are_deleted_only_once_jetstream_has_acknowledged_them(
+    db, outbox, nats_server, monkeypatch
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tk", n) for n in range(10)]
+    await write_events(db, outbox, events)
+    relay = OutboxRelay(db, bus, outbox.schema, publish_timeout=1.0, max_attempts=1)
+    real_publish_batch = bus.js.publish_batch
+
+    async def acks_for_the_first_four(messages, **kwargs):  # the rest time out
+        answers = await real_publish_batch(messages[:4], **kwargs)
+        return [*answers, *[TimeoutError()] * (len(messages) - 4)]
+
+    monkeypatch.setattr(bus.js, "publish_batch", acks_for_the_first_four)
+    assert await relay.relay_once() == 4
+    assert await ids_left(db, outbox) == [e.id for e in events[4:]]
+    monkeypatch.undo()
+
+    nats_server.stop()  # JetStream away: nothing is acknowledged, nothing is deleted
+    deadline = time.monotonic() + 10
+    while bus.nc.is_connected:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    for _ in range(2):
+        assert await relay.relay_once() == 0
+    assert await ids_left(db, outbox) == [e.id for e in events[4:]]
+    nats_server.start()
+    deadline = time.monotonic() + 30
+    while not await relay.relay_once():
+        assert time.monotonic() < deadline, "relay did not publish after NATS came back"
+        await asyncio.sleep(0.2)
+    assert await ids_left(db, outbox) == []
+    assert [e.id for e in await read_stream(bus)] == [e.id for e in events]
+    await bus.close()
+
+
+async def test_crash_between_publish_and_delete_is_deduplicated_by_the_server(
     db, outbox, nats_server, monkeypatch
 ):
     bus = await connect(nats_server.url)
@@ -55,12 +100,12 @@ async def test_crash_between_publish_and_mark_is_deduplicated_by_the_server(
 
     async def publish_then_crash(rows):
         await real_publish(rows)
-        raise RuntimeError("relay died after JetStream acknowledged, before marking rows sent")
+        raise RuntimeError("relay died after JetStream acknowledged, before deleting the rows")
 
     monkeypatch.setattr(relay, "_publish", publish_then_crash)
     with pytest.raises(RuntimeError):
         await relay.relay_once()
-    assert await unsent(db, outbox) == 40  # the mark never happened
+    assert await unsent(db, outbox) == 40  # the delete never happened
     monkeypatch.undo()
     assert await relay.relay_once() == 40  # published again...
     stream = await read_stream(bus)

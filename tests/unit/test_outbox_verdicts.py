@@ -9,9 +9,9 @@ from nats.js.errors import APIError, NoStreamResponseError
 from saas.common.events.verdicts import (
     Unpublishable,
     Verdict,
+    deletable,
     describe,
     judge,
-    marked_sent,
     refusal,
     stream_answered,
 )
@@ -85,11 +85,11 @@ def test_the_stream_answered_when_it_acked_or_refused_a_message():
 def test_a_tenants_rows_after_its_failed_row_wait_for_it():
     tenants = ["a", "b", "a", "c", "b", "a"]
     verdicts = [SENT, FAULT, OUTAGE, SENT, SENT, SENT]
-    assert marked_sent(tenants, verdicts) == [True, False, False, True, False, False]
+    assert deletable(tenants, verdicts) == [True, False, False, True, False, False]
 
 
 def test_rows_without_a_tenant_keep_their_order_among_themselves():
-    assert marked_sent(["", "", "t"], [FAULT, SENT, SENT]) == [False, False, True]
+    assert deletable(["", "", "t"], [FAULT, SENT, SENT]) == [False, False, True]
 
 
 def test_refusal_names_a_payload_over_the_connections_maximum():

@@ -1,17 +1,19 @@
-"""The outbox relay: publishes committed outbox rows to JetStream, marks them sent after the ack.
+"""The outbox relay: publishes committed outbox rows to JetStream, deletes them after the ack.
 
 - Wakes on LISTEN/NOTIFY, polls as a fallback.
 - Claims rows with `FOR UPDATE SKIP LOCKED`, so several replicas can run. Each claim also takes a
   transaction-level advisory lock per tenant, skips tenants another replica holds, and never
   takes a tenant's rows past an older one it left out: a tenant's events are only ever published
   by one relay at a time, oldest first, so order per tenant holds.
-- Publishes a batch with `Nats-Msg-Id` = event id and waits for every ack before marking; a
-  crash between publish and mark republishes, and JetStream drops the duplicate (within its
+- Publishes a batch with `Nats-Msg-Id` = event id and waits for every ack before deleting; a
+  crash between publish and delete republishes, and JetStream drops the duplicate (within its
   duplicate window; beyond it, consumers' processed-event records drop it).
-- Judges every row on its own (`saas.common.events.verdicts`): acknowledged rows are marked
-  sent; a row refused for a reason of its own has its attempt and error recorded and, after
-  `max_attempts`, is quarantined (kept, never pruned, not claimed again) so the others go on;
-  an outage counts against no row. A tenant's rows after its failed row wait for it.
+- Judges every row on its own (`saas.common.events.verdicts`): acknowledged rows are deleted,
+  in the transaction that claimed them (the stream is the record of what was published, so the
+  outbox holds only what is pending or quarantined); a row refused for a reason of its own has
+  its attempt and error recorded and, after `max_attempts`, is quarantined (kept, not claimed
+  again) so the others go on; an outage counts against no row. A tenant's rows after its failed
+  row wait for it.
 - Backs off while NATS or the database is down; exposes pending count, oldest unsent age and
   the number of quarantined rows.
 - Drains the outbox once more when it stops, so what the last requests wrote is published.
@@ -36,9 +38,9 @@ from saas.common.events.stream import EVENTS_STREAM
 from saas.common.events.verdicts import (
     Unpublishable,
     Verdict,
+    deletable,
     describe,
     judge,
-    marked_sent,
     needs_evidence,
     refusal,
     stream_answered,
@@ -59,7 +61,8 @@ PROBE_TIMEOUT = 2.0  # seconds to ask JetStream whether the stream is there
 
 @dataclass(frozen=True)
 class Batch:
-    """What one pass did: rows claimed, marked sent, failed on their own, failed in an outage."""
+    """What one pass did: rows claimed, published and deleted, failed on their own, failed in an
+    outage."""
 
     claimed: int = 0
     sent: int = 0
@@ -101,7 +104,6 @@ class OutboxRelay(Component):
         batch_size: int = 500,
         poll_interval: float = 1.0,
         publish_timeout: float = 10.0,
-        retention_seconds: float = 86400.0,
         max_attempts: int = 5,
     ) -> None:
         self.name = f"outbox-relay:{schema}"
@@ -111,7 +113,6 @@ class OutboxRelay(Component):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.publish_timeout = publish_timeout
-        self.retention_seconds = retention_seconds
         self.max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._stopping = False
@@ -146,7 +147,8 @@ class OutboxRelay(Component):
             ORDER BY c.seq
             """  # noqa: S608 - a quoted, validated schema
         )
-        self._mark = text(f"UPDATE {table} SET sent_at = now() WHERE seq = ANY(:seqs)")  # noqa: S608
+        # Rows marked sent by relays before v3 of the table (`sent_at`) are never claimed again.
+        self._delete = text(f"DELETE FROM {table} WHERE seq = ANY(:seqs)")  # noqa: S608
         self._record_faults = text(
             f"""
             UPDATE {table} AS o
@@ -166,9 +168,6 @@ class OutboxRelay(Component):
                    count(*) FILTER (WHERE quarantined_at IS NOT NULL)
             FROM {table} WHERE sent_at IS NULL
             """  # noqa: S608
-        )
-        self._prune = text(
-            f"DELETE FROM {table} WHERE sent_at < now() - make_interval(secs => :secs)"  # noqa: S608
         )
         self._lane = f"outbox:{schema}"
         m = metrics or Metrics()
@@ -192,7 +191,7 @@ class OutboxRelay(Component):
 
     # -- one pass -----------------------------------------------------------------------------
     async def relay_once(self) -> int:
-        """Publish up to one batch; returns how many events were marked sent."""
+        """Publish up to one batch; returns how many events were published (and deleted)."""
         return (await self.relay_batch()).sent
 
     async def relay_batch(self) -> Batch:
@@ -204,10 +203,10 @@ class OutboxRelay(Component):
             if not rows:
                 return Batch()
             outcomes, verdicts = await self._publish_and_judge(rows)
-            marks = marked_sent([r.tenant_key for r in rows], verdicts)
-            sent = [r.seq for r, mark in zip(rows, marks, strict=True) if mark]
-            if sent:
-                await session.execute(self._mark, {"seqs": sent})
+            done = deletable([r.tenant_key for r in rows], verdicts)
+            sent = [r.seq for r, d in zip(rows, done, strict=True) if d]
+            if sent:  # acknowledged by JetStream: deleted only now, with the claim's commit
+                await session.execute(self._delete, {"seqs": sent})
             faults = [
                 (r, describe(o, r.type))
                 for r, o, v in zip(rows, outcomes, verdicts, strict=True)
@@ -301,10 +300,6 @@ class OutboxRelay(Component):
         self.quarantined.labels(self.schema).set(quarantined)
         return int(count), float(age)
 
-    async def prune(self) -> None:
-        async with self.db.session() as session:
-            await session.execute(self._prune, {"secs": self.retention_seconds})
-
     # -- the loop -----------------------------------------------------------------------------
     async def start(self) -> None:
         self._stopping = False
@@ -338,7 +333,7 @@ class OutboxRelay(Component):
 
     async def run(self) -> None:
         failures = 0
-        last_measure = last_prune = 0.0
+        last_measure = 0.0
         while not self._stopping:
             try:
                 await self._ensure_listener()
@@ -348,9 +343,6 @@ class OutboxRelay(Component):
                 if now - last_measure >= 1.0:
                     await self.measure_lag()
                     last_measure = now
-                if now - last_prune >= 60.0:
-                    await self.prune()
-                    last_prune = now
                 if batch.failed:  # a row's fault or an outage: retry, but not at once
                     failures += 1
                     await self._back_off(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic.operations import Operations
 
+from saas.common.tenant_names import quote_schema
+
 OUTBOX = "outbox"
 PROCESSED = "processed_events"
 CONSUMER_FAILURES = "consumer_failures"
@@ -101,6 +103,19 @@ def downgrade_outbox_v2(op: Operations, schema: str) -> None:
     )
     for column in ("quarantined_at", "last_error", "attempts"):
         op.drop_column(OUTBOX, column, schema=schema)
+
+
+def upgrade_outbox_v3(op: Operations, schema: str) -> None:
+    """The relay deletes a row once JetStream has acknowledged it (the stream is the record of
+    what was published), so the outbox holds only pending and quarantined rows: rows an earlier
+    relay marked sent (`sent_at`, kept a day for pruning) go, and so does the index only pruning
+    read. The column stays: no relay sets it now, and a row that has it is never claimed."""
+    op.execute(f"DELETE FROM {quote_schema(schema)}.{OUTBOX} WHERE sent_at IS NOT NULL")  # noqa: S608
+    op.drop_index("ix_outbox_sent_at", OUTBOX, schema=schema)
+
+
+def downgrade_outbox_v3(op: Operations, schema: str) -> None:
+    op.create_index("ix_outbox_sent_at", OUTBOX, ["sent_at"], schema=schema)
 
 
 def create_processed_v1(op: Operations, schema: str) -> None:

@@ -14,9 +14,9 @@
   answers in the order it stores, so it took that row and never this one. Timeouts at the end
   of a batch (all of it, at worst) met a slow or lost server: an outage.
 
-Rows are published in order and each tenant's are marked in order: once one of a tenant's rows
-fails, its later rows in the batch are not marked sent, even if acknowledged. They are published
-again after it, and JetStream's duplicate window drops the repeats.
+Rows are published in order and each tenant's are deleted from the outbox in order: once one of
+a tenant's rows fails, its later rows in the batch are kept, even if acknowledged. They are
+published again after it, and JetStream's duplicate window drops the repeats.
 """
 
 from __future__ import annotations
@@ -116,10 +116,10 @@ def _verdict(outcome: object, blame_unclear: bool) -> Verdict:
     return Verdict.OUTAGE  # a lost connection, a server condition, anything unforeseen
 
 
-def marked_sent(tenants: Sequence[str], verdicts: Sequence[Verdict]) -> list[bool]:
-    """Which rows to mark sent: acknowledged, and no earlier row of their tenant in the batch failed.
+def deletable(tenants: Sequence[str], verdicts: Sequence[Verdict]) -> list[bool]:
+    """Which rows to delete: acknowledged, and no earlier row of their tenant in the batch failed.
 
-    Rows are in claim order (oldest first); marking a later row while an earlier one of the same
+    Rows are in claim order (oldest first); deleting a later row while an earlier one of the same
     tenant is still to be published would let the outbox forget the order it owes consumers."""
     failed: set[str] = set()
     marks = []
