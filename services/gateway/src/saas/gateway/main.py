@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from saas.common.components import Component
 from saas.common.process import ServerOptions, ServiceProcess
@@ -39,22 +36,14 @@ EXPOSED_HEADERS = ["X-Request-Id", "RateLimit", "RateLimit-Policy", "Retry-After
 
 
 class RateLimits(Component):
-    """Owns the rate limiter's Redis connection (short timeouts of its own, no retries: a slow
-    Redis must cost a request a quarter of a second at most, then the fallback decides)."""
+    """Owns the rate limiter's Redis connection (no retries; each check is bounded by
+    RATE_LIMIT_REDIS_TIMEOUT: a slow Redis must cost a request a quarter of a second at most,
+    then the fallback decides)."""
 
     name = "rate-limits"
 
     def __init__(self, settings: GatewaySettings, process: ServiceProcess) -> None:
-        redis = None
-        if settings.redis_url:
-            redis = RedisLimiter(
-                Redis.from_url(
-                    settings.redis_url,
-                    socket_timeout=settings.rate_limit_redis_timeout,
-                    socket_connect_timeout=settings.rate_limit_redis_timeout,
-                    retry=Retry(NoBackoff(), 0),
-                )
-            )
+        redis = RedisLimiter.from_url(settings.redis_url) if settings.redis_url else None
         self.limiter = RateLimiter(
             redis,
             fallback=settings.rate_limit_fallback,
