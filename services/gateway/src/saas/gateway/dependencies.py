@@ -72,7 +72,7 @@ def bearer_token(request: Request) -> str:
 _documented_scheme = HTTPBearer(auto_error=False, description="an access token from auth/login")
 
 
-async def current_user(request: Request, _: None = Depends(_documented_scheme)) -> Claims:
+async def _claims(request: Request) -> Claims:
     token = bearer_token(request)
     verified = getattr(request.state, "claims", None)  # the rate limiter verified it already
     if verified is not None and verified.raw == token:
@@ -83,6 +83,10 @@ async def current_user(request: Request, _: None = Depends(_documented_scheme)) 
         raise Unauthenticated(
             "invalid or expired access token", token_sent=True, reason=exc.reason
         ) from None
+
+
+async def current_user(request: Request, _: None = Depends(_documented_scheme)) -> Claims:
+    return await _claims(request)
 
 
 CurrentUser = Annotated[Claims, Depends(current_user)]
@@ -125,16 +129,18 @@ async def anonymous_identity(request: Request) -> Upstream:
     return _upstream("identity", request, None)
 
 
-async def user_identity(request: Request, user: CurrentUser) -> Upstream:
-    return _upstream("identity", request, user.raw)
+# The authenticated upstreams authenticate themselves rather than through `CurrentUser`: FastAPI
+# pays for every level of dependencies on every request, and these are on every hot route.
+async def user_identity(request: Request, _: None = Depends(_documented_scheme)) -> Upstream:
+    return _upstream("identity", request, (await _claims(request)).raw)
 
 
-async def user_tenancy(request: Request, user: CurrentUser) -> Upstream:
-    return _upstream("tenancy", request, user.raw)
+async def user_tenancy(request: Request, _: None = Depends(_documented_scheme)) -> Upstream:
+    return _upstream("tenancy", request, (await _claims(request)).raw)
 
 
-async def user_audit(request: Request, user: CurrentUser) -> Upstream:
-    return _upstream("audit", request, user.raw)
+async def user_audit(request: Request, _: None = Depends(_documented_scheme)) -> Upstream:
+    return _upstream("audit", request, (await _claims(request)).raw)
 
 
 AnonymousIdentity = Annotated[Upstream, Depends(anonymous_identity)]
