@@ -10,8 +10,9 @@ service verifies again (`RequestContext.user`): nothing the gateway says is take
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPBearer
@@ -158,3 +159,11 @@ async def tenant_by_slug(
 
 
 Tenant = Annotated[TenantInfo, Depends(tenant_by_slug)]
+
+# The dependencies that need nothing but the request (the bearer scheme they declare is for the
+# OpenAPI document only): a route made of these alone may be called directly
+# (`saas.gateway.direct`), each of them called with the request.
+DIRECT: dict[Callable[..., Any], Callable[[Request], Awaitable[Any]]] = {
+    call: call  # type: ignore[misc]
+    for call in (bus_client, settings, anonymous_identity, user_identity, user_tenancy, user_audit)
+}

@@ -21,6 +21,8 @@ from saas.common.process import ServerOptions, ServiceProcess
 from saas.gateway import __version__
 from saas.gateway.cli import GATEWAY
 from saas.gateway.client_address import TrustedProxies
+from saas.gateway.dependencies import DIRECT
+from saas.gateway.direct import DirectRoutes
 from saas.gateway.http_protocol import bounded_httptools
 from saas.gateway.hygiene import HygieneMiddleware
 from saas.gateway.middleware import RequestContextMiddleware
@@ -70,8 +72,14 @@ def api(process: ServiceProcess, settings: GatewaySettings) -> FastAPI:
         description="Every error is an RFC 9457 `application/problem+json` document.",
     )
     app.state.process = process
-    for routes in (status, auth, users, members, audit, keys):
+    routers = (status, auth, users, members, audit, keys)
+    for routes in routers:
         app.include_router(routes.router)
+    # The routes that are one service call without parameters skip FastAPI's routing and
+    # dependency solving (saas.gateway.direct); the rest go through the router as declared.
+    app.router.middleware_stack = DirectRoutes(
+        app.router.middleware_stack, [r for m in routers for r in m.router.routes], DIRECT
+    )
     install_problem_handlers(app)
     if settings.rate_limit_enabled:
         limits = process.add(RateLimits(settings, process))
