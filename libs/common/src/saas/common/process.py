@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -264,6 +265,12 @@ class ServiceProcess:
             await self._until_done(
                 "responder", lambda: responder.start(bus, self.tasks, self.metrics, self._tokens)
             )
+        # What start-up made (modules, models, routes, connections) lives as long as the process:
+        # frozen out of the cyclic collector's sight, a full collection no longer walks all of it
+        # (in the gateway two full collections per 20,000 requests took 0.2 s each, 7% of its
+        # time, and every request in flight waited for them).
+        gc.collect()
+        gc.freeze()
         self.health.started = True
         log.info("process started", version=self.version)
 
