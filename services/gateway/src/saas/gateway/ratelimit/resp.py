@@ -102,6 +102,10 @@ class RespConnection:
 
     def __init__(self, url: str) -> None:
         options = parse_url(url)
+        unknown = set(options) - {"host", "port", "path", "db", "username", "password"}
+        unknown.discard("connection_class")
+        if unknown:  # said at start-up rather than silently connecting otherwise
+            raise ValueError(f"REDIS_URL options the rate limiter does not take: {sorted(unknown)}")
         self.host = options.get("host", "localhost")
         self.port = int(options.get("port", 6379))
         self.path = (
