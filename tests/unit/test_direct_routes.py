@@ -5,12 +5,16 @@ the routes that need FastAPI still go through it."""
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import httpx
 import pytest
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from nats.errors import NoRespondersError
 
+from saas.common.bus.requests import Empty
 from saas.common.tokens import Claims, InvalidToken
+from saas.gateway.dependencies import DIRECT, Identity
 from saas.gateway.direct import DirectRoutes
 from saas.gateway.main import build
 from saas.gateway.settings import GatewaySettings
@@ -108,3 +112,46 @@ async def test_other_paths_go_through_the_router(apps, path):
     direct, routed, _ = apps
     headers = {"Authorization": f"Bearer {GOOD}"}
     assert await _answer(direct, path, headers) == await _answer(routed, path, headers)
+
+
+def test_plain_def_endpoints_and_routes_with_parameters_are_left_to_fastapi():
+    router = APIRouter()
+
+    @router.get("/sync", response_model=Empty)
+    def sync() -> Empty:
+        return Empty()
+
+    @router.get("/items/{item}", response_model=Empty)
+    async def item(item: str) -> Empty:
+        return Empty()
+
+    @router.get("/query", response_model=Empty)
+    async def query(q: str = "") -> Empty:
+        return Empty()
+
+    @router.get("/fine", response_model=Empty)
+    async def fine(identity: Identity) -> Empty:
+        return Empty()
+
+    table = DirectRoutes(None, router.routes, DIRECT).table  # type: ignore[arg-type]
+    assert set(table) == {"/fine"}
+
+
+async def test_a_response_returned_by_the_endpoint_is_sent_as_it_is():
+    app = FastAPI()
+
+    @app.get("/raw", response_model=Empty)
+    async def raw(_: Annotated[None, Depends(_nothing)]) -> Response:
+        return Response(b"plain", media_type="text/plain", status_code=202)
+
+    direct = DirectRoutes(app.router.middleware_stack, app.router.routes, {_nothing: _nothing})
+    app.router.middleware_stack = direct
+    assert "/raw" in direct.table
+    answered = await _answer(app, "/raw", {})
+    assert answered[0] == 202 and answered[2] == b"plain"
+    app.router.middleware_stack = direct.app
+    assert answered == await _answer(app, "/raw", {})
+
+
+async def _nothing(request: Request) -> None:
+    return None

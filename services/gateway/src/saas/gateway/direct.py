@@ -18,6 +18,7 @@ dependencies, another response class) goes through FastAPI as before.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -25,6 +26,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, serialize_response
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 Dependency = Callable[[Request], Awaitable[Any]]
@@ -48,6 +50,9 @@ class _Direct:
         if self.request_param:
             values[self.request_param] = request
         result = await self.endpoint(**values)
+        if isinstance(result, Response):  # as FastAPI: a response is sent as it is
+            await result(scope, receive, send)
+            return
         if self.model is not None and type(result) is self.model:
             body = result.__pydantic_serializer__.to_json(result, by_alias=True)
         else:  # anything else is FastAPI's to check and render
@@ -68,7 +73,8 @@ class _Direct:
 def _eligible(route: APIRoute, known: dict[Callable[..., Any], Dependency]) -> bool:
     d = route.dependant
     if (
-        d.path_params
+        not inspect.iscoroutinefunction(route.endpoint)  # FastAPI runs a plain def in a thread
+        or d.path_params
         or d.query_params
         or d.header_params
         or d.cookie_params
