@@ -6,9 +6,9 @@ from saas.common import db_roles
 from saas.common.bus.access import BusAccess
 from saas.common.cli import ProcessSpec, service_group
 
-# Tenancy publishes its events and asks identity for memberships; its worker only asks identity
-# (the events it writes go out through tenancy's outbox relay).
-CALLS_IDENTITY = ("svc.identity.jwks", "svc.identity.internal.>")
+# Tenancy verifies callers' tokens (the JWKS), asks identity for roles and for a caller's
+# tenants; its worker only makes a tenant's creator its owner. The worker's events go out through
+# the service's outbox relay, so only the service publishes.
 TENANCY = ProcessSpec(
     "tenancy",
     "saas.tenancy.main:build",
@@ -17,7 +17,11 @@ TENANCY = ProcessSpec(
     "TENANCY_OPS_PORT",
     order=10,
     database_login=db_roles.TENANCY.name,
-    bus=BusAccess("tenancy", events_of="tenancy", calls=CALLS_IDENTITY),
+    bus=BusAccess(
+        "tenancy",
+        events_of="tenancy",
+        calls=("svc.identity.jwks", "svc.identity.internal.>", "svc.identity.users.tenants"),
+    ),
 )
 WORKER = ProcessSpec(
     "tenancy-worker",
@@ -26,8 +30,8 @@ WORKER = ProcessSpec(
     "TENANCY_WORKER_OPS_URL",
     "TENANCY_WORKER_OPS_PORT",
     order=20,
-    database_login=db_roles.TENANCY.name,  # it creates and migrates tenant schemas
-    bus=BusAccess("tenancy-worker", calls=CALLS_IDENTITY),
+    database_login=db_roles.TENANCY.name,  # it creates, migrates and drops tenant schemas
+    bus=BusAccess("tenancy-worker", calls=("svc.identity.internal.add_owner",)),
 )
 PROCESSES = [TENANCY, WORKER]
 
