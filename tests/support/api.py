@@ -30,6 +30,7 @@ class Api:
     http: httpx.Client
     children: dict[str, Child]
     mail_dir: Path
+    supervisor: Supervisor | None = None  # to stop and start a process again
 
     def mail(self, to: str, kind: str, *, after: int = 0, timeout: float = 30):
         deadline = time.monotonic() + timeout
@@ -94,6 +95,6 @@ def running_api(
         supervisor.wait_ready(timeout=90)
         by_name = {c.spec.name: c for c in children}
         with httpx.Client(base_url=by_name["gateway"].url, timeout=30) as http:
-            yield Api(http, by_name, mail_dir)
+            yield Api(http, by_name, mail_dir, supervisor)
     finally:
         supervisor.stop()

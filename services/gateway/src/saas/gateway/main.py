@@ -9,7 +9,7 @@ from saas.gateway import __version__
 from saas.gateway.cli import GATEWAY
 from saas.gateway.middleware import RequestContextMiddleware
 from saas.gateway.problems import install_problem_handlers
-from saas.gateway.routes import auth, keys, members, status, users
+from saas.gateway.routes import auth, keys, members, projects, status, tenants, users
 from saas.gateway.settings import GatewaySettings
 
 
@@ -17,7 +17,7 @@ def build(settings: GatewaySettings | None = None) -> ServiceProcess:
     settings = settings or GatewaySettings.load()
     process = ServiceProcess(GATEWAY, __version__, settings)
     app = process.create_app(title="SaaS API", version=__version__, debug=settings.debug)
-    for routes in (status, auth, users, members, keys):
+    for routes in (status, auth, users, tenants, members, projects, keys):
         app.include_router(routes.router)
     install_problem_handlers(app)
     if settings.cors_origins:

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from saas.common.contracts.identity import Role
 from saas.common.tenant_names import SLUG_MAX, SLUG_MIN
@@ -125,6 +134,9 @@ class NewProject(Strict):
     description: Description = ""
 
 
+CHANGEABLE = frozenset({"name", "description"})
+
+
 class ProjectChanges(Strict):
     """The body of `PATCH tenants/{slug}/projects/{id}`: the fields to change, at least one."""
 
@@ -141,9 +153,15 @@ class ProjectChanges(Strict):
 
     @model_validator(mode="after")
     def _something_to_change(self) -> Self:
-        if not self.model_fields_set:
+        if not self.model_fields_set & CHANGEABLE:
             raise ValueError("nothing to change: give name, description or both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _only_what_was_sent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # On the bus too, a field left out stays left out (rather than becoming a null).
+        sent = self.model_fields_set
+        return {k: v for k, v in handler(self).items() if k not in CHANGEABLE or k in sent}
 
 
 class Project(BaseModel):
