@@ -33,6 +33,11 @@ def upgrade() -> None:
         schema=SCHEMA,
     )
     op.add_column("tenants", _timestamp("deleted_at"), schema=SCHEMA)
+    # Slugs are unique case-insensitively: the service lowercases nothing and refuses capitals,
+    # and the database keeps it so for any other writer (so uq_tenants_slug is enough).
+    op.create_check_constraint(
+        "ck_tenants_slug_lowercase", "tenants", "slug = lower(slug)", schema=SCHEMA
+    )
     # "My tenants" adds those I created that are not ready (I am not a member of them yet).
     op.create_index(
         "ix_tenants_created_by_unfinished",
@@ -116,5 +121,6 @@ def downgrade() -> None:
         op.drop_column("workflow_executions", column, schema=SCHEMA)
     op.drop_index("ix_tenants_in_flight", "tenants", schema=SCHEMA)
     op.drop_index("ix_tenants_created_by_unfinished", "tenants", schema=SCHEMA)
+    op.drop_constraint("ck_tenants_slug_lowercase", "tenants", schema=SCHEMA)
     for column in ("deleted_at", "status_changed_at", "failure_reason", "created_by"):
         op.drop_column("tenants", column, schema=SCHEMA)
