@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def migrate_all_(concurrency: int, quiet: bool) -> None:
         if bar is not None:
             bar.update(1)
 
+    started = time.perf_counter()  # after the imports: the run itself
     try:
         plan, outcomes = migrate_all.run(
             settings.database_url,
@@ -125,8 +127,11 @@ def migrate_all_(concurrency: int, quiet: bool) -> None:
         click.echo(f"ahead    {schema} at {version}: newer than these migrations, left alone")
     failed = migrate_all.failures(outcomes)
     migrated = len(outcomes) - len(failed) - sum(1 for o in outcomes if o.skipped)
+    elapsed = time.perf_counter() - started
     click.echo(
-        f"{migrated} migrated, {len(plan.at_head)} already at head, {len(failed)} failed", err=True
+        f"{migrated} migrated, {len(plan.at_head)} already at head, {len(failed)} failed "
+        f"in {elapsed:.2f} s",
+        err=True,
     )
     if failed:
         names = ", ".join(o.schema for o in failed)
