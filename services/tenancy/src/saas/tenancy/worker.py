@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from saas.common.migrations import find_alembic_ini
 from saas.common.process import ServiceProcess
@@ -18,14 +18,6 @@ from saas.tenancy.workflows.faults import Faults
 from saas.tenancy.workflows.provisioning import TenantProvisioningWorkflow
 
 __all__ = ["WorkerSettings", "build"]
-
-# New workflows arrive on the task queue itself, not on this worker's sticky queue. By default
-# one poller in five asks the task queue, one task per round trip, so fifty tenants created at
-# once waited in line for seconds before their first step. A provisioning runs in one workflow
-# task (its steps are local activities), so the sticky queue matters little: as many pollers on
-# each, ten in all.
-WORKFLOW_TASK_POLLERS = PollerBehaviorSimpleMaximum(maximum=10)
-NONSTICKY_TO_STICKY = 1.0
 
 
 def build(settings: WorkerSettings | None = None) -> ServiceProcess:
@@ -50,8 +42,6 @@ def build(settings: WorkerSettings | None = None) -> ServiceProcess:
             activities=steps.all(),
             graceful_timeout=settings.shutdown_timeout,
             workflow_runner=UnsandboxedWorkflowRunner(),
-            workflow_task_poller_behavior=WORKFLOW_TASK_POLLERS,
-            nonsticky_to_sticky_poll_ratio=NONSTICKY_TO_STICKY,
         )
     )
     return process
