@@ -4,6 +4,9 @@ between tenants through every endpoint."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
+from saas.common.db_roles import TENANCY
 from tests.support.api import API, running_api
 from tests.support.tenants import announced, sql, wait_for
 
@@ -291,3 +295,72 @@ def test_a_caller_without_a_valid_token_learns_nothing(api):
         response = api.http.get(projects_url(t.slug), headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def saas_tenants(stack, *args: str) -> subprocess.CompletedProcess:
+    """`saas tenants ...` as an operator runs it (the tenancy login)."""
+    return subprocess.run(
+        [sys.executable, "-m", "saas.common.cli", "tenants", *args],
+        env={**os.environ, "DATABASE_URL": stack.database_url(TENANCY.name)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_suspended_tenants_data_is_refused_until_it_is_resumed(api, stack):
+    owner = api.login(api.sign_up())
+    slug = f"paused-{uuid.uuid4().hex[:8]}"
+    assert (
+        api.http.post(
+            f"{API}/tenants", json={"slug": slug, "name": slug}, headers=bearer(owner)
+        ).status_code
+        == 202
+    )
+    wait_for(
+        f"{slug} ready",
+        lambda: (
+            api.http.get(f"{API}/tenants/{slug}", headers=bearer(owner)).json()["status"] == "ready"
+        ),
+    )
+    assert api.http.post(
+        projects_url(slug), json={"name": "kept"}, headers=bearer(owner)
+    ).is_success
+
+    suspended = saas_tenants(stack, "suspend", slug)
+    assert suspended.returncode == 0 and f"{slug}: ready -> suspended" in suspended.stdout
+    refused = wait_for(  # every replica within TENANT_CACHE_SECONDS
+        "projects refused",
+        lambda: (
+            (r := api.http.get(projects_url(slug), headers=bearer(owner))).status_code == 403 and r
+        ),
+        timeout=15,
+    )
+    assert "suspended" in refused.json()["detail"]
+    shown = api.http.get(f"{API}/tenants/{slug}", headers=bearer(owner)).json()
+    assert shown["status"] == "suspended"
+    again = saas_tenants(stack, "suspend", slug)
+    assert again.returncode == 0 and "already is suspended" in again.stdout
+
+    assert saas_tenants(stack, "resume", slug).returncode == 0
+    listed = wait_for(
+        "projects again",
+        lambda: (
+            (r := api.http.get(projects_url(slug), headers=bearer(owner))).status_code == 200 and r
+        ),
+        timeout=15,
+    )
+    assert [p["name"] for p in listed.json()["items"]] == ["kept"]
+
+
+def test_an_illegal_move_asked_by_an_operator_is_refused_and_changes_nothing(api, stack):
+    slug = f"gone-{uuid.uuid4().hex[:8]}"
+    sql(
+        "INSERT INTO public.tenants (id, slug, name, status) VALUES (gen_random_uuid(), :s, :s, 'failed')",
+        s=slug,
+    )
+    refused = saas_tenants(stack, "suspend", slug)
+    assert refused.returncode != 0 and "failed cannot become suspended" in refused.stderr
+    assert sql("SELECT status FROM public.tenants WHERE slug = :s", s=slug) == [("failed",)]
+    hostile = saas_tenants(stack, "resume", "acme; DROP SCHEMA public")
+    assert hostile.returncode != 0 and "SLUG" in hostile.stderr

@@ -1,5 +1,6 @@
 """`saas tenancy` runs the tenancy service; `saas tenancy worker` runs its Temporal worker;
-`saas tenants` holds operators' commands on tenant schemas (`migrate-all`, `backup`, `restore`).
+`saas tenants` holds operators' commands on tenants (`migrate-all`, `backup`, `restore`,
+`suspend`, `resume`).
 
 The tenant commands connect as the tenancy login (`DATABASE_URL=$TENANCY_DATABASE_URL`): it owns
 the tenant schemas, so it is the one that migrates, dumps and restores them.
@@ -61,8 +62,8 @@ def worker() -> None:
 # -- saas tenants ------------------------------------------------------------------------------
 @click.group()
 def tenants() -> None:
-    """Tenant schemas: migrate them all, back one up, restore one (as the tenancy login:
-    DATABASE_URL=$TENANCY_DATABASE_URL)."""
+    """Tenant schemas: migrate them all, back one up, restore one; suspend or resume a tenant
+    (as the tenancy login: DATABASE_URL=$TENANCY_DATABASE_URL)."""
 
 
 @tenants.command("migrate-all")
@@ -181,3 +182,27 @@ def restore(slug: str, file: Path, yes: bool) -> None:
         )
     version = tools.restore(slug, schema, file)
     click.echo(f"restored {schema} from {file}; it is at {version}")
+
+
+@tenants.command()
+@click.argument("slug")
+def suspend(slug: str) -> None:
+    """Suspend a ready tenant: its members are refused its data (403) until it is resumed, within
+    TENANT_CACHE_SECONDS on every tenancy replica. Nothing is deleted."""
+    _move(slug, "suspended")
+
+
+@tenants.command()
+@click.argument("slug")
+def resume(slug: str) -> None:
+    """Make a suspended tenant ready again."""
+    _move(slug, "ready")
+
+
+def _move(slug: str, to: str) -> None:
+    from saas.common.contracts.tenancy import TenantStatus
+    from saas.tenancy import tools
+
+    _schema(slug)  # a slug that could name no tenant never reaches SQL
+    before = asyncio.run(tools.set_status(slug, TenantStatus(to)))
+    click.echo(f"{slug}: {before} -> {to}" if before != to else f"{slug} already is {to}")

@@ -1,4 +1,4 @@
-"""What `saas tenants backup` and `saas tenants restore` do, as the tenancy login."""
+"""What `saas tenants backup`, `restore`, `suspend` and `resume` do, as the tenancy login."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from saas.common.contracts.tenancy import TenantStatus
 from saas.common.db import Database
+from saas.common.errors import ServiceError
 from saas.common.migrations import find_alembic_ini, tenant_revisions, upgrade_tenant
 from saas.tenancy import backups, schemas
 from saas.tenancy.settings import ToolSettings
@@ -100,3 +101,22 @@ def restore(slug: str, schema: str, file: Path) -> str | None:
         upgrade_tenant(ini, schema, database_url=settings.database_url, only_existing=True)
         current = asyncio.run(version())
     return current
+
+
+async def set_status(slug: str, to: TenantStatus) -> str:
+    """`saas tenants suspend|resume`: the move the lifecycle allows, or its refusal; returns
+    the status the tenant had."""
+    settings = ToolSettings.load()
+    db = _database(settings)
+    try:
+        async with db.session() as session:
+            row = await records.by_slug(session, slug)
+            if row is None or row.status == TenantStatus.DELETED.value:
+                raise click.ClickException(f"no tenant {slug!r}")
+            try:
+                await records.move(session, row.id, to)
+            except ServiceError as exc:
+                raise click.ClickException(exc.message) from None
+            return row.status
+    finally:
+        await db.dispose()
