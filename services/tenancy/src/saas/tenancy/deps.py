@@ -10,6 +10,7 @@ from saas.common.memberships import Memberships
 from saas.common.temporal import Temporal
 from saas.tenancy.directory import TenantAccess, TenantDirectory
 from saas.tenancy.settings import ServiceSettings
+from saas.tenancy.workflows.starter import Starts
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Deps:
     memberships: Memberships
     access: TenantAccess
     task_queue: str
+    starts: Starts
 
     @classmethod
     def build(
@@ -36,4 +38,5 @@ class Deps:
             memberships=memberships,
             access=TenantAccess(directory, memberships),
             task_queue=settings.temporal_task_queue,
+            starts=Starts(temporal, settings.temporal_task_queue),
         )

@@ -24,6 +24,7 @@ def wire(settings: ServiceSettings) -> tuple[ServiceProcess, Deps]:
     deps = Deps.build(process.db, process.client, process.temporal, settings)
     handlers.register(process.responder, deps)
     process.add(OutboxRelay.for_process(process, SCHEMA))
+    process.add(deps.starts)
     process.add(
         Reconciler(
             deps,

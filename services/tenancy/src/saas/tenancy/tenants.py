@@ -11,7 +11,8 @@ Rules (pure functions below, unit-tested):
   one also by its creator, since it may have no owner yet).
 
 Creating and retrying commit the tenant (`provisioning`, `tenant.provisioning_started` in the
-outbox) and then start its workflow; should that start fail, the reconciler starts it.
+outbox) and then start its workflow in the background; should that start fail, the reconciler
+starts it.
 """
 
 from __future__ import annotations
@@ -264,11 +265,5 @@ async def _visible(deps: Deps, user: Claims, slug: str) -> tuple[Tenant, Role | 
 
 
 async def _start(deps: Deps, tenant: Tenant, start) -> None:
-    try:
-        await start(deps.temporal, deps.task_queue, _input(tenant))
-    except Exception as exc:  # committed already: the reconciler starts it later
-        log.warning(
-            "could not start the tenant's workflow; the reconciler will",
-            tenant_id=tenant.id,
-            error=repr(exc),
-        )
+    """In the background: the tenant is committed, the caller need not wait for Temporal."""
+    deps.starts.soon(start, _input(tenant))

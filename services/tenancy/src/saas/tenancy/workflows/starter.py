@@ -1,18 +1,23 @@
 """Starting tenancy's workflows (the service does, and its reconciler): by an id derived from
 the tenant, so asking again while one runs gets the running one, never a second.
 
-A start waits for Temporal a few seconds at most: the tenant is committed before, so a caller
-must not wait on a Temporal that is away (the gateway would time out, the request look failed
-though the tenant exists); the reconciler starts the workflow once Temporal is back.
+The service starts them in the background (`Starts`), after the tenant is committed: a caller
+never waits on Temporal (were it away or slow, the gateway would time out and the request look
+failed though the tenant exists). A start waits a few seconds at most; one that fails is left to
+the reconciler, which starts the workflow once Temporal is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from saas.common.components import Component
+from saas.common.logging import get_logger
 from saas.common.temporal import Temporal
 from saas.tenancy.workflows import (
     DELETION_WORKFLOW,
@@ -22,7 +27,9 @@ from saas.tenancy.workflows import (
 )
 from saas.tenancy.workflows.inputs import TenantInput
 
+log = get_logger(__name__)
 START_TIMEOUT = 3.0  # seconds
+Start = Callable[[Temporal, str, TenantInput], Awaitable[None]]
 
 
 async def start_provisioning(temporal: Temporal, task_queue: str, tenant: TenantInput) -> None:
@@ -50,3 +57,41 @@ async def _start(
     )
     # The client retries an unreachable server on its own: bound the whole call too.
     await asyncio.wait_for(start, START_TIMEOUT + 1)
+
+
+class Starts(Component):
+    """Workflow starts under way in the background; at shutdown they get a moment to finish (a
+    start lost then is the reconciler's)."""
+
+    name = "tenancy-workflow-starts"
+
+    def __init__(self, temporal: Temporal, task_queue: str) -> None:
+        self.temporal = temporal
+        self.task_queue = task_queue
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def soon(self, start: Start, tenant: TenantInput) -> None:
+        task = asyncio.create_task(self._run(start, tenant), name=f"start {tenant.tenant_id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _run(self, start: Start, tenant: TenantInput) -> None:
+        try:
+            await start(self.temporal, self.task_queue, tenant)
+        except Exception as exc:  # committed already: the reconciler starts it later
+            log.warning(
+                "could not start the tenant's workflow; the reconciler will",
+                tenant_id=tenant.tenant_id,
+                error=repr(exc),
+            )
+
+    async def start(self) -> None:
+        """Nothing to begin: starts are made as requests commit tenants."""
+
+    async def stop(self) -> None:
+        """After the last requests: the starts they made get a moment to finish."""
+        if self._pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*self._pending, return_exceptions=True), START_TIMEOUT + 1
+                )
