@@ -164,7 +164,9 @@ class ServiceProcess:
         if isinstance(s, TemporalSettings):
             from saas.common.temporal import Temporal
 
-            self._temporal = Temporal(s.temporal_host, s.temporal_namespace)
+            self._temporal = Temporal(
+                s.temporal_host, s.temporal_namespace, metrics_registry=self.metrics.registry
+            )
             self.health.add("temporal", self._temporal.check)
 
     def _export_pool_usage(self, db: Database, capacity: int) -> None:

@@ -32,7 +32,16 @@ from saas.gateway.ratelimit.limiter import RateLimiter
 from saas.gateway.ratelimit.middleware import RateLimitMiddleware
 from saas.gateway.ratelimit.policy import Policies
 from saas.gateway.ratelimit.redis import RedisLimiter
-from saas.gateway.routes import audit, auth, keys, members, status, users
+from saas.gateway.routes import (
+    audit,
+    auth,
+    keys,
+    members,
+    projects,
+    status,
+    tenants,
+    users,
+)
 from saas.gateway.settings import GatewaySettings
 
 EXPOSED_HEADERS = ["X-Request-Id", "RateLimit", "RateLimit-Policy", "Retry-After"]
@@ -83,7 +92,7 @@ def api(process: ServiceProcess, settings: GatewaySettings) -> FastAPI:
     app.state.process = process
     # Load balancers may probe the API port: the same answers as the ops port's, no error texts.
     app.include_router(process.health.router(public=True))
-    for routes in (status, auth, users, members, audit, keys):
+    for routes in (status, auth, users, tenants, members, projects, audit, keys):
         app.include_router(routes.router)
     install_problem_handlers(app)
     if settings.rate_limit_enabled:
