@@ -57,9 +57,12 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE=all
 
+# /backups belongs to the process: a named volume mounted there (the tenancy worker's BACKUP_DIR)
+# starts as a copy of it, so the worker may write there without running as root.
 RUN groupadd --system --gid 10001 saas \
     && useradd --system --uid 10001 --gid saas --home-dir /app --no-create-home \
-        --shell /usr/sbin/nologin saas
+        --shell /usr/sbin/nologin saas \
+    && install -d -o 10001 -g 10001 -m 0750 /backups
 
 WORKDIR /app
 

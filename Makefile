@@ -40,12 +40,12 @@ test-e2e: install
 
 # Figures, not pass/fail: see docs/benchmarks.md for what they mean and the last recorded run.
 bench: install
-	$(VENV)/bin/python bench/events.py --events 20000
-	$(VENV)/bin/python bench/events.py --events 20000 --backlog
+	$(VENV)/bin/python bench/events.py --events 20000 --compare --rounds 2
 	$(VENV)/bin/python bench/events.py --events 20000 --rate 2000
 	$(VENV)/bin/python bench/identity.py
 	$(VENV)/bin/python bench/identity.py --via gateway
 	$(VENV)/bin/python bench/gateway.py
+	$(VENV)/bin/python bench/provisioning.py
 
 asyncapi: install
 	$(VENV)/bin/saas events asyncapi -o docs/asyncapi.json

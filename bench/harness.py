@@ -1,7 +1,11 @@
 """What every benchmark needs: the servers (embedded unless given), the logins, the release steps,
 and the service processes, each with its own database login and NATS user, as `saas dev` runs
 them. Everything it starts lives under one temporary folder, removed when the run ends, also
-when interrupted.
+when interrupted (Ctrl-C or SIGTERM).
+
+`servers_running()` and `processes_running()` are the two halves, for benchmarks that do something between them
+(write a backlog before the services start, or start other processes on the same servers);
+`running()` is both at once.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from saas.common.cli import discover_processes
 from saas.common.commands.migrate import release
@@ -33,6 +39,26 @@ SERVERS = {
 
 
 @dataclass
+class Servers:
+    folder: Path  # everything the run writes goes under it
+    logins: DatabaseLogins
+    nats_url: str  # the operators' user: the bench itself may do anything
+    nats_urls: dict[str, str] | None  # each service's NATS user, when the bench started NATS
+    env: dict[str, str]  # what every process it starts shares
+    stack: EmbeddedStack | None
+
+    def server_processes(self) -> dict[str, psutil.Process]:
+        """The embedded servers' main processes, by name (none for servers that were given)."""
+        if self.stack is None:
+            return {}
+        return {
+            s.name: psutil.Process(s.process.pid)
+            for s in self.stack.servers
+            if s.process is not None and s.process.poll() is None
+        }
+
+
+@dataclass
 class Bench:
     folder: Path
     logins: DatabaseLogins
@@ -42,13 +68,12 @@ class Bench:
 
 
 @asynccontextmanager
-async def running(
-    processes: Iterable[str], *, servers: Iterable[str] = ("postgres", "nats"), **env: str
-) -> AsyncIterator[Bench]:
-    """The named processes on the servers they need; the servers' URLs may be given instead."""
+async def servers_running(
+    servers: Iterable[str] = ("postgres", "nats"), **env: str
+) -> AsyncIterator[Servers]:
+    """The servers (the given URLs', or embedded ones), the logins and the release steps."""
     folder = Path(tempfile.mkdtemp(prefix="saas-bench-"))
     stack: EmbeddedStack | None = None
-    supervisor: Supervisor | None = None
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on SIGTERM too
     try:
         wanted = {
@@ -69,26 +94,47 @@ async def running(
             **{k: os.environ[k] for k in SERVERS if os.environ.get(k)},
             **env,
         }
-        supervisor = Supervisor(
-            base,
-            database_urls=logins.urls,
-            nats_urls=nats.urls if nats else None,
-            log_dir=folder / "logs",
+        yield Servers(
+            folder, logins, os.environ["NATS_URL"], nats.urls if nats else None, base, stack
         )
-        specs = [s for s in discover_processes() if s.name in set(processes)]
+    finally:
+        if stack is not None:
+            stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@asynccontextmanager
+async def processes_running(
+    at: Servers, names: Iterable[str], **env: str
+) -> AsyncIterator[dict[str, Child]]:
+    """The named service processes on `at`'s servers, ready; stopped when the block ends."""
+    supervisor = Supervisor(
+        {**at.env, **env},
+        database_urls=at.logins.urls,
+        nats_urls=at.nats_urls,
+        log_dir=at.folder / "logs",
+    )
+    try:
+        specs = [s for s in discover_processes() if s.name in set(names)]
         children = supervisor.start(
             specs,
             {s.name: free_port() for s in specs},
             {s.name: free_port() for s in specs if s.public},
         )
         await asyncio.to_thread(supervisor.wait_ready, 90)
-        yield Bench(
-            folder, logins, os.environ["NATS_URL"], {c.spec.name: c for c in children}, base
-        )
+        yield {c.spec.name: c for c in children}
     finally:
-        if supervisor is not None:
-            supervisor.stop()
-        if stack is not None:
-            stack.stop()
-        signal.signal(signal.SIGTERM, previous)
-        shutil.rmtree(folder, ignore_errors=True)
+        supervisor.stop()
+
+
+@asynccontextmanager
+async def running(
+    names: Iterable[str], *, servers: Iterable[str] = ("postgres", "nats"), **env: str
+) -> AsyncIterator[Bench]:
+    """The named processes on the servers they need; the servers' URLs may be given instead."""
+    async with (
+        servers_running(servers, **env) as at,
+        processes_running(at, names) as children,
+    ):
+        yield Bench(at.folder, at.logins, at.nats_url, children, at.env)

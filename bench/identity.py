@@ -171,9 +171,10 @@ async def closed_loop(concurrency: int, total: int, work) -> tuple[list[float], 
 
 async def run(args: argparse.Namespace) -> None:
     names = ("identity", "gateway") if args.via == "gateway" else ("identity",)
-    extra = {"MAIL_DIR": tempfile.mkdtemp(prefix="bench-mail-"), "ADDRESS_FAILURES_LIMIT": "100000"}
-    async with running(names, **extra) as bench:
-        await measure(args, bench)
+    with tempfile.TemporaryDirectory(prefix="saas-bench-mail-") as mail:  # removed also on Ctrl-C
+        extra = {"MAIL_DIR": mail, "ADDRESS_FAILURES_LIMIT": "100000"}
+        async with running(names, **extra) as bench:
+            await measure(args, bench)
 
 
 async def measure(args: argparse.Namespace, bench: Bench) -> None:

@@ -297,6 +297,11 @@ def test_with_redis_down_general_routes_go_on_auth_routes_503_and_the_gateway_st
             ready = httpx.get(child.url + "/health/ready")
             assert ready.status_code == 200
             assert ready.json()["status"] == "ready" and ready.json()["redis"] == "disconnected"
+            assert "redis" in ready.json()["errors"]
+            # The API port answers load balancers the same, without the errors' texts.
+            public = client.get("/health/ready", headers=as_client(address()))
+            assert public.status_code == 200
+            assert public.json() == {k: v for k, v in ready.json().items() if k != "errors"}
             assert metric(child, "saas_rate_limit_redis_up") == 0
             assert metric(child, "saas_rate_limit_fallbacks_total") >= 2
         # The local limit still limits: 10 a minute per process.

@@ -90,6 +90,24 @@ async def test_concurrent_appends_for_one_tenant_never_fork(writer_db, tenant):
     assert (await verify(writer_db, tenant)).ok
 
 
+async def test_an_event_logged_before_is_not_logged_again(writer_db, tenant):
+    first = events_for(tenant, 5)
+    async with writer_db.session() as session:
+        assert await store.append(session, first) == first
+    again = [first[1], *events_for(tenant, 2, start=5), first[1], first[4]]
+    async with writer_db.session() as session:
+        assert [e.id for e in await store.append(session, again)] == [e.id for e in again[1:3]]
+    result = await verify(writer_db, tenant)
+    assert result.ok and result.checked == 7
+
+
+async def test_concurrent_appends_of_the_same_events_log_each_once(writer_db, tenant):
+    batch = events_for(tenant, 20)
+    await asyncio.gather(*(append(writer_db, batch) for _ in range(4)))  # redeliveries, replicas
+    result = await verify(writer_db, tenant)
+    assert result.ok and result.checked == 20
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -371,6 +389,10 @@ def _forged_row(tenant: str, **changes) -> dict:
         ({"tenant_seq": -3}, "ck_audit_events_tenant_seq"),
         ({"hash": "AB" * 32}, "ck_audit_events_hash_hex"),
         ({"hash": "abc"}, "ck_audit_events_hash_hex"),
+        ({"hash": "ab" * 31 + "a"}, "ck_audit_events_hash_hex"),  # 63 digits
+        ({"hash": "ab" * 15 + " " + "ab" * 16 + "a"}, "ck_audit_events_hash_hex"),
+        ({"hash": "0x" + "ab" * 31}, "ck_audit_events_hash_hex"),
+        ({"prev_hash": "0" * 63 + "G", "tenant_seq": 2}, "ck_audit_events_prev_hash_hex"),
         ({"prev_hash": "zz" * 32, "tenant_seq": 2}, "ck_audit_events_prev_hash_hex"),
         ({"prev_hash": "ab" * 32}, "ck_audit_events_first_entry_follows_genesis"),
     ],

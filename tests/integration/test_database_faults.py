@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from saas.common.db import Database
 from saas.common.events.faults import fault_of, is_outage
+from saas.common.settings import DatabaseSettings
 from tests.support.events import scratch_schema
 
 
@@ -88,3 +89,19 @@ async def test_grants_and_schema_mistakes_are_faults(db, schema, statements, rea
     error = await failure(db, *(s.format(schema=schema) for s in statements))
     assert fault_of(error).reason == reason
     assert not is_outage(error)
+
+
+async def test_a_pooled_connection_the_server_ended_is_replaced_before_it_is_used(db, stack):
+    pooled = Database.from_settings(
+        DatabaseSettings.load(database_url=stack.database_admin_url), pool_size=1, max_overflow=0
+    )
+    try:
+        async with pooled.session() as session:
+            first = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with db.session() as admin:  # a failover or a restart ends it while it is idle
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        async with pooled.session() as session:  # the pre-ping finds it dead: a new one
+            second = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert second != first
+    finally:
+        await pooled.dispose()

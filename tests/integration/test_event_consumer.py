@@ -703,3 +703,84 @@ async def test_at_drain_events_received_but_not_yet_processed_go_to_another_repl
     await second.drain()
     assert sorted(r[2] for r in await applied(db, schema)) == list(range(30))
     await bus.close()
+
+
+def logging_recorder(schema: str, poison: set[str] | None = None):
+    """A handler whose own table records what it applied, as the audit log does: it skips events
+    already there and returns those it applied."""
+    apply = recorder(schema, poison)
+
+    async def handle(session, batch: list[EventEnvelope]) -> list[EventEnvelope]:
+        logged = await session.execute(
+            text(f'SELECT event_id FROM "{schema}".applied WHERE event_id = ANY(:ids)'),
+            {"ids": [uuid.UUID(e.id) for e in batch]},
+        )
+        known = {str(r[0]) for r in logged}
+        fresh = [e for e in batch if e.id not in known]
+        await apply(session, fresh)
+        return fresh
+
+    return handle
+
+
+async def processed_ids(db: Database, schema: str, durable: str) -> int:
+    async with db.session() as session:
+        found = await session.execute(
+            text(f'SELECT count(*) FROM "{schema}".processed_events WHERE consumer = :c'),
+            {"c": durable},
+        )
+        return found.scalar_one()
+
+
+async def test_a_handler_that_records_what_it_applied_applies_each_event_once_without_a_second_record(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tr", n) for n in range(60)]
+    await publish(bus, events)
+    for e in events[:20]:  # again, past the server's dedupe
+        await bus.js.publish(e.type, e.to_bytes(), headers={"Nats-Msg-Id": f"again-{e.id}"})
+    consumer = EventConsumer(
+        bus=bus,
+        db=db,
+        schema=schema,
+        durable="c20",
+        handler=logging_recorder(schema),
+        options=FAST,
+        handler_records_ids=True,
+    )
+    await consumer.start()
+    await wait_for(lambda: _count_outcome(consumer, "duplicate", 20))
+    await consumer.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == list(range(60))
+    assert _value(consumer.events, "c20", "applied") == 60
+    assert await processed_ids(db, schema, "c20") == 0
+    await bus.close()
+
+
+async def test_a_handler_that_records_what_it_applied_has_failures_forgotten_once_applied(
+    db, schema, nats_server
+):
+    bus = await connect(nats_server.url)
+    events = [project_event("tf", n) for n in range(5)]
+    broken = {events[3].id}
+    options = replace(FAST, backoff=(0.3,))
+    consumer = EventConsumer(
+        bus=bus,
+        db=db,
+        schema=schema,
+        durable="c21",
+        handler=logging_recorder(schema, broken),
+        options=options,
+        handler_records_ids=True,
+    )
+    await consumer.start()
+    await publish(bus, events)
+    await wait_for(lambda: _count_outcome(consumer, "retried", 1))
+    assert len(await failure_counts(db, schema)) == 1
+    broken.clear()  # fixed: its next delivery applies it
+    await wait_for(lambda: _count_outcome(consumer, "applied", 5))
+    await consumer.drain()
+    assert sorted(r[2] for r in await applied(db, schema)) == [0, 1, 2, 3, 4]
+    assert await failure_counts(db, schema) == {}
+    await bus.close()

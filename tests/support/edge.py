@@ -20,31 +20,21 @@ from saas.common.bus.requests import Empty
 from saas.common.cli import discover_processes
 from saas.common.contracts.identity import Jwks, User
 from saas.common.lifecycle import TaskTracker
-from saas.devstack.servers import EmbeddedStack, StackPorts, free_port
+from saas.devstack.servers import free_port
 from saas.devstack.supervisor import Child, Supervisor
+from tests.support.servers import PrivateServer
 from tests.support.tokens import Keys
 
 
-class PrivateValkey:
+class PrivateValkey(PrivateServer):
     """A Valkey server of the test's own, which it may stop and start again on the same port."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ports = StackPorts.ephemeral()
-        self._stack: EmbeddedStack | None = None
+    kind = "valkey"
+    durable = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.ports.valkey}/0"
-
-    def start(self) -> None:
-        self._stack = EmbeddedStack(self.root, self.ports, durable=False)
-        self._stack.start(only={"valkey"})
-
-    def stop(self) -> None:
-        if self._stack is not None:
-            self._stack.stop()
-            self._stack = None
 
 
 class FakeServices:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import uuid
 from collections import defaultdict
-from pathlib import Path
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
@@ -27,16 +24,14 @@ from saas.common.events.tables import (
     upgrade_outbox_v2,
 )
 from saas.common.settings import EventSettings
-from saas.devstack.servers import EmbeddedStack, StackPorts
+from saas.devstack.servers import EmbeddedStack
+from tests.support.servers import PrivateServer
 
 
-class PrivateNats:
+class PrivateNats(PrivateServer):
     """A NATS server of the test's own, which the test may stop and start again (same port, same data)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ports = StackPorts.ephemeral()
-        self._stack: EmbeddedStack | None = None
+    kind = "nats"
 
     @property
     def url(self) -> str:
@@ -49,28 +44,6 @@ class PrivateNats:
         if port is None:
             return urls
         return {u: url.replace(f":{self.ports.nats}", f":{port}") for u, url in urls.items()}
-
-    def start(self) -> None:
-        self._stack = EmbeddedStack(self.root, self.ports)
-        self._stack.start(only={"nats"})
-
-    def stop(self) -> None:
-        if self._stack:
-            self.resume()  # a frozen server cannot act on SIGTERM
-            self._stack.stop()
-            self._stack = None
-
-    @property
-    def pid(self) -> int:
-        assert self._stack is not None and self._stack.servers[0].process is not None
-        return self._stack.servers[0].process.pid
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections stay open, nothing is answered."""
-        os.kill(self.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
 
 
 def configure_streams(url: str) -> None:

@@ -165,3 +165,25 @@ def test_the_write_path_canonical_form_is_the_same_bytes_as_verifys(microsecond,
     assert canonical_new(
         {**entry, "occurred_at": entry["occurred_at"].astimezone(UTC)}
     ) == canonical(entry)
+
+
+@pytest.mark.parametrize(
+    "time", ["2026-11-29T12:00:00Z", "2026-11-29T12:00:00.000001Z", "2026-11-29T14:00:00.5+02:00"]
+)
+def test_the_write_path_canonical_form_of_a_time_read_from_the_bus_is_verifys(time):
+    import orjson
+
+    from saas.audit.chain import canonical, canonical_new
+    from saas.audit.store import entry_from_event
+    from saas.common.events import Actor, new_event, parse_event
+    from saas.common.events.catalogue import MembershipAdded
+
+    sent = new_event(
+        MembershipAdded(tenant_id="t-1", user_id="u-1", role="member"),
+        source="saas/identity",
+        actor=Actor.user("u-1"),
+        tenant_id="t-1",
+    )
+    received = parse_event(orjson.dumps({**orjson.loads(sent.to_bytes()), "time": time}))
+    entry = entry_from_event(received, 1)
+    assert canonical_new(entry) == canonical(entry)

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.deployment import kustomizations
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 KUBERNETES_VERSIONS = ("1.30.0", "1.34.0", "1.37.0")
-KUSTOMIZATIONS = sorted(p.parent for p in (ROOT / "infra" / "k8s").rglob("kustomization.yaml"))
+KUSTOMIZATIONS = kustomizations()  # the base, the migration step and every overlay
 COMPOSE_FILES = sorted(ROOT.glob("compose*.yml"))
 
 

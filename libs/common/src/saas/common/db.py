@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
 
 from saas.common.settings import DatabaseSettings, DatabaseSSLMode
 from saas.common.tenant_names import quote_schema, schema_for
@@ -73,7 +74,23 @@ def create_engine(
     settings: DatabaseSettings, application_name: str = "saas", **overrides: Any
 ) -> AsyncEngine:
     options = engine_options(settings, application_name)
-    return create_async_engine(settings.database_url, **{**options, **overrides})
+    engine = create_async_engine(settings.database_url, **{**options, **overrides})
+    engine.dialect.do_ping = _ping  # type: ignore[method-assign]
+    return engine
+
+
+def _ping(dbapi_connection: Any) -> bool:
+    """The pool's pre-ping in one round trip: a simple query, which is its own transaction
+    and so also what PgBouncer in transaction mode expects. SQLAlchemy's asyncpg dialect pings
+    with BEGIN, a `;` prepared and then executed, and ROLLBACK: four round trips before every
+    transaction of every process, as many as the outbox relay's whole batch otherwise takes.
+    Errors go through the adapter's own translation, so that a dead connection is recognised
+    as a disconnect and replaced, as with the dialect's ping."""
+    try:
+        await_(dbapi_connection.driver_connection.execute("SELECT 1"))
+    except Exception as error:
+        dbapi_connection._handle_exception(error)
+    return True
 
 
 class Database:

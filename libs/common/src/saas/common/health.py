@@ -82,8 +82,11 @@ class HealthChecks:
             log.warning("readiness check failed", errors=failing)
         return ready, doc
 
-    def router(self) -> APIRouter:
-        router = APIRouter(tags=["operations"])
+    def router(self, *, public: bool = False) -> APIRouter:
+        """`/health` and `/health/ready`. A `public` router (the gateway's API port, for load
+        balancers) says the same statuses without the error texts, which may name hosts."""
+        router = APIRouter(tags=["operations"], include_in_schema=not public)
+        hidden = ("errors", "waiting_for", "dead") if public else ()
 
         @router.get("/health")
         async def health() -> Response:
@@ -91,12 +94,16 @@ class HealthChecks:
             if dead:
                 log.error("liveness check failed", dead=dead)
                 body = {"status": "unhealthy", "version": self.version, "dead": dead}
-                return JSONResponse(body, status_code=503)
+                return JSONResponse(_without(body, hidden), status_code=503)
             return JSONResponse({"status": "healthy", "version": self.version})
 
         @router.get("/health/ready")
         async def ready() -> Response:
             ok, doc = await self.readiness()
-            return JSONResponse(doc, status_code=200 if ok else 503)
+            return JSONResponse(_without(doc, hidden), status_code=200 if ok else 503)
 
         return router
+
+
+def _without(doc: dict[str, object], keys: tuple[str, ...]) -> dict[str, object]:
+    return {key: value for key, value in doc.items() if key not in keys}

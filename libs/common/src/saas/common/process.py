@@ -164,7 +164,9 @@ class ServiceProcess:
         if isinstance(s, TemporalSettings):
             from saas.common.temporal import Temporal
 
-            self._temporal = Temporal(s.temporal_host, s.temporal_namespace)
+            self._temporal = Temporal(
+                s.temporal_host, s.temporal_namespace, metrics_registry=self.metrics.registry
+            )
             self.health.add("temporal", self._temporal.check)
 
     def _export_pool_usage(self, db: Database, capacity: int) -> None:
@@ -414,6 +416,7 @@ class ServiceProcess:
         if self.public is not None:
             p = self.public
             listeners.append(_Server(self._config(p.app, p.host, p.port, lifespan="off")))
+        settle_heap()
         with asyncio.Runner(loop_factory=ops_config.get_loop_factory()) as runner:
             started = runner.run(self._serve(listeners))
         if not started:
@@ -456,6 +459,23 @@ class ServiceProcess:
                 await asyncio.gather(task, return_exceptions=True)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+# Collect young objects after this many more container allocations than deallocations (Python's
+# default is 700): a consumer's batch of 500 events allocates tens of thousands of short-lived
+# objects, nearly all freed by reference counting, and collecting every 700 of them cost the
+# audit consumer a tenth of its time.
+GC_THRESHOLD = (20_000, 20, 20)
+
+
+def settle_heap() -> None:
+    """Before serving: what imports and set-up built lives as long as the process, so it leaves
+    the collector's view (`gc.freeze`), and collections come less often. Without this, each full
+    collection walked the whole heap of a service (about 90 ms in the audit process) a few times
+    a minute under load."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def _log_start_failure(task: asyncio.Task[None]) -> None:

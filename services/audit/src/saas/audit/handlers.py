@@ -53,20 +53,25 @@ def register(responder: Responder, db: Database, bus: Bus, memberships: Membersh
 
 
 def make_event_handler(metrics: Metrics, on_committed: Callable[[Iterable[str]], None]):
-    """The consumer's handler: appends each batch; once its transaction commits, hands the
-    chains it appended to to `on_committed` (the checkpoint publisher's `mark`)."""
+    """The consumer's handler: appends the events of each batch the log does not hold yet and
+    returns them (the log is the consumer's record of processed events: see `store.append`);
+    once its transaction commits, hands the chains it appended to to `on_committed` (the
+    checkpoint publisher's `mark`)."""
     failures = metrics.counter("audit_log_failures_total", "Batches the audit log failed to append")
     appended = metrics.counter("audit_log_entries_total", "Entries appended to the audit log")
 
-    async def on_events(session: AsyncSession, batch: list[EventEnvelope]) -> None:
+    async def on_events(session: AsyncSession, batch: list[EventEnvelope]) -> list[EventEnvelope]:
         try:
-            appended.inc(await store.append(session, batch))
+            fresh = await store.append(session, batch)
         except Exception:
             failures.inc()
             raise
-        chains = {e.tenant_id or "" for e in batch}
-        event.listen(
-            session.sync_session, "after_commit", lambda _: on_committed(chains), once=True
-        )
+        appended.inc(len(fresh))
+        chains = {e.tenant_id or "" for e in fresh}
+        if chains:
+            event.listen(
+                session.sync_session, "after_commit", lambda _: on_committed(chains), once=True
+            )
+        return fresh
 
     return on_events

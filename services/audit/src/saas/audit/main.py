@@ -37,6 +37,7 @@ def build(settings: AuditSettings | None = None) -> ServiceProcess:
             schema=SCHEMA,
             durable=CONSUMER,
             handler=handlers.make_event_handler(process.metrics, checkpoints.mark),
+            handler_records_ids=True,  # the log holds each event once: no second record
         )
     )
     return process

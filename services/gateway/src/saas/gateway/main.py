@@ -31,7 +31,16 @@ from saas.gateway.ratelimit.limiter import RateLimiter
 from saas.gateway.ratelimit.middleware import RateLimitMiddleware
 from saas.gateway.ratelimit.policy import Policies
 from saas.gateway.ratelimit.redis import RedisLimiter
-from saas.gateway.routes import audit, auth, keys, members, status, users
+from saas.gateway.routes import (
+    audit,
+    auth,
+    keys,
+    members,
+    projects,
+    status,
+    tenants,
+    users,
+)
 from saas.gateway.settings import GatewaySettings
 
 EXPOSED_HEADERS = ["X-Request-Id", "RateLimit", "RateLimit-Policy", "Retry-After"]
@@ -75,7 +84,9 @@ def api(process: ServiceProcess, settings: GatewaySettings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.process = process
-    routers = (status, auth, users, members, audit, keys)
+    # Load balancers may probe the API port: the same answers as the ops port's, no error texts.
+    app.include_router(process.health.router(public=True))
+    routers = (status, auth, users, tenants, members, projects, audit, keys)
     for routes in routers:
         app.include_router(routes.router)
     # The routes that are one service call without parameters skip FastAPI's routing and

@@ -34,11 +34,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from saas.common.bus import Bus
+from saas.common.bus.jetstream import acknowledge, deliveries
 from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.envelope import EventEnvelope, InvalidEvent, NewerVersion, parse_event
 from saas.common.events.faults import FailureStreak, Fault, fault_of, is_outage
-from saas.common.events.pull import BatchPuller, ConsumerGone
+from saas.common.events.pull import Arrival, BatchPuller, ConsumerGone
 from saas.common.events.stream import DEADLETTER_PREFIX, EVENTS_STREAM
 from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger, log_context
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 BatchHandler = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[None]]
+# A handler whose own table holds each event it applied once, by id (the audit log): it skips
+# what it applied before, under a lock that serialises whoever applies the same event, and
+# returns what it applied. Its consumer keeps no second record in `processed_events`.
+RecordingHandler = Callable[[AsyncSession, list[EventEnvelope]], Awaitable[list[EventEnvelope]]]
 
 HEADER_DL_REASON = "Saas-Dead-Letter-Reason"
 HEADER_DL_DETAIL = "Saas-Dead-Letter-Detail"
@@ -90,10 +95,12 @@ class EventConsumer(Component):
         *,
         schema: str,
         durable: str,
-        handler: BatchHandler,
+        handler: BatchHandler | RecordingHandler,
         subjects: Sequence[str] | None = None,
+        handler_records_ids: bool = False,
     ) -> EventConsumer:
-        """A consumer recording processed ids in `schema`, configured from `EventSettings`."""
+        """A consumer recording processed ids in `schema` (or, with `handler_records_ids`, in the
+        handler's own table), configured from `EventSettings`."""
         s = process.settings
         if not isinstance(s, EventSettings):
             raise TypeError(f"{process.name}'s settings do not include EventSettings")
@@ -104,6 +111,7 @@ class EventConsumer(Component):
             durable=durable,
             handler=handler,
             subjects=subjects,
+            handler_records_ids=handler_records_ids,
             options=ConsumerOptions(
                 batch_size=s.consumer_batch_size,
                 max_deliveries=s.consumer_max_deliveries,
@@ -120,16 +128,18 @@ class EventConsumer(Component):
         db: Database,
         schema: str,
         durable: str,
-        handler: BatchHandler,
+        handler: BatchHandler | RecordingHandler,
         subjects: Sequence[str] | None = None,
         options: ConsumerOptions | None = None,
         metrics: Metrics | None = None,
+        handler_records_ids: bool = False,
     ) -> None:
         self.name = f"consumer:{durable}"
         self.bus = bus
         self.db = db
         self.durable = durable
         self.handler = handler
+        self.handler_records_ids = handler_records_ids
         self.subjects = list(subjects) if subjects else None
         self.options = options or ConsumerOptions()
         s = quote_schema(schema)
@@ -203,7 +213,7 @@ class EventConsumer(Component):
     # -- set-up ---------------------------------------------------------------------------------
     async def subscribe(self) -> None:
         await self.declare()
-        self._puller = BatchPuller(self.bus.nc, EVENTS_STREAM, self.durable)
+        self._puller = BatchPuller(self.bus.nc, EVENTS_STREAM, self.durable, prepare=_parsed)
         await self._puller.start()
 
     async def declare(self) -> None:
@@ -282,7 +292,7 @@ class EventConsumer(Component):
                 await self.prune_processed()
                 last_prune = time.monotonic()
 
-    async def _fetch(self, puller: BatchPuller) -> list[Msg]:
+    async def _fetch(self, puller: BatchPuller) -> list[Arrival]:
         try:
             return await puller.fetch(self.options.batch_size, self.options.fetch_timeout)
         except ConsumerGone:
@@ -340,16 +350,19 @@ class EventConsumer(Component):
         self.stalled.labels(self.durable).set(max(0.0, stalled))
 
     # -- one batch ----------------------------------------------------------------------------
-    async def process(self, msgs: list[Msg]) -> None:
+    async def process(self, arrivals: list[Arrival]) -> None:
+        """Apply a batch of messages, each with what `_parsed` made of it."""
         started = time.perf_counter()
         valid: list[tuple[Msg, EventEnvelope]] = []
-        for msg in msgs:
-            try:
-                valid.append((msg, parse_event(msg.data)))
-            except NewerVersion as exc:
-                await self.defer(msg, exc)
-            except InvalidEvent as exc:
-                await self.dead_letter(msg, exc.reason, str(exc))
+        for msg, parsed in arrivals:
+            if isinstance(parsed, EventEnvelope):
+                valid.append((msg, parsed))
+            elif isinstance(parsed, NewerVersion):
+                await self.defer(msg, parsed)
+            elif isinstance(parsed, InvalidEvent):
+                await self.dead_letter(msg, parsed.reason, str(parsed))
+            else:  # a bug, not the event's fault: nothing of the batch is acknowledged
+                raise parsed
         if valid:
             try:
                 await self._apply(valid)
@@ -376,20 +389,12 @@ class EventConsumer(Component):
 
     async def _apply(self, items: list[tuple[Msg, EventEnvelope]]) -> None:
         async with self.db.session() as session:
-            inserted = await session.execute(
-                self._record, {"consumer": self.durable, "ids": [uuid.UUID(e.id) for _, e in items]}
-            )
-            fresh_ids = {str(row[0]) for row in inserted}
-            fresh: list[EventEnvelope] = []
-            for _, envelope in items:
-                if envelope.id in fresh_ids:
-                    fresh.append(envelope)
-                    fresh_ids.discard(envelope.id)  # the same id twice in one batch is applied once
-            if fresh:
-                await self.handler(session, fresh)
+            if self.handler_records_ids:
+                fresh = await self._apply_recorded_by_handler(session, items)
+            else:
+                fresh = await self._record_and_apply(session, items)
         # Committed: only now may the server forget these messages.
-        for msg, _ in items:
-            await msg.ack()
+        await acknowledge(self.bus.nc, [msg for msg, _ in items])
         if fresh and (resumed := self._streak.succeeded()) is not None:
             log.info(
                 "consumer resumed: events apply again",
@@ -400,6 +405,47 @@ class EventConsumer(Component):
         self.events.labels(self.durable, "applied").inc(len(fresh))
         if len(items) > len(fresh):
             self.events.labels(self.durable, "duplicate").inc(len(items) - len(fresh))
+
+    async def _record_and_apply(
+        self, session: AsyncSession, items: list[tuple[Msg, EventEnvelope]]
+    ) -> list[EventEnvelope]:
+        """Record the batch's ids as processed (forgetting their failures in the same statement)
+        and hand the handler those that were new."""
+        inserted = await session.execute(
+            # Canonical ids (the envelope makes them so): the database reads them as uuids.
+            self._record,
+            {"consumer": self.durable, "ids": [e.id for _, e in items]},
+        )
+        fresh_ids = {str(row[0]) for row in inserted}
+        fresh: list[EventEnvelope] = []
+        for _, envelope in items:
+            if envelope.id in fresh_ids:
+                fresh.append(envelope)
+                fresh_ids.discard(envelope.id)  # the same id twice in one batch is applied once
+        if fresh:
+            await self.handler(session, fresh)
+        return fresh
+
+    async def _apply_recorded_by_handler(
+        self, session: AsyncSession, items: list[tuple[Msg, EventEnvelope]]
+    ) -> list[EventEnvelope]:
+        """Hand the handler the batch (each id once); it skips what it applied before. Failures
+        are forgotten in the same transaction, for the events that can have any: those the
+        server delivered before (a failure is counted on a delivery, and the next one follows)."""
+        batch: list[EventEnvelope] = []
+        seen: set[str] = set()
+        for _, envelope in items:
+            if envelope.id not in seen:  # the same id twice in one batch is applied once
+                seen.add(envelope.id)
+                batch.append(envelope)
+        fresh = await self.handler(session, batch)
+        again = [e.id for m, e in items if deliveries(m) > 1]
+        if again:
+            await session.execute(
+                self._forget_failures,
+                {"consumer": self.durable, "ids": [uuid.UUID(i) for i in again]},
+            )
+        return list(fresh or ())
 
     async def _apply_each(
         self, items: list[tuple[Msg, EventEnvelope]], batch_error: Exception
@@ -531,3 +577,12 @@ class EventConsumer(Component):
             detail=detail[:300],
             subject=msg.subject,
         )
+
+
+def _parsed(msg: Msg) -> EventEnvelope | Exception:
+    """The event a message carries, or why it cannot be applied. Called as each message arrives
+    (`BatchPuller`), so that parsing overlaps the wait for the batch before it to commit."""
+    try:
+        return parse_event(msg.data)
+    except Exception as exc:  # raised again when the batch is processed
+        return exc

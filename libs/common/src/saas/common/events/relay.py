@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from nats.js import JetStreamContext
 from sqlalchemy import text
 
 from saas.common.bus import Bus
+from saas.common.bus.jetstream import Message
 from saas.common.components import Component
 from saas.common.db import Database
 from saas.common.events.outbox import channel_for
@@ -235,42 +235,26 @@ class OutboxRelay(Component):
     async def _publish(self, rows: list[Any]) -> list[object]:
         """Publish the batch in order; each row's outcome is its `PubAck` or why it failed.
 
-        Every ack is awaited within `publish_timeout`; a publish still unanswered then is given
-        up (its future cancelled, so the shared JetStream context forgets it)."""
-        js: JetStreamContext = self.bus.js
+        What the relay refuses is not sent; the rest go out in one write (`JetStream.
+        publish_batch`), and every ack is awaited within `publish_timeout`. A client that is not
+        connected is handed nothing (it is republished later anyway)."""
         nc = self.bus.nc
-        outcomes: list[object] = [TimeoutError("not sent in time")] * len(rows)
-        acks: dict[int, asyncio.Future[Any]] = {}
-        try:
-            async with asyncio.timeout(self.publish_timeout):
-                for i, r in enumerate(rows):
-                    if reason := refusal(r.type, r.body, max_payload=nc.max_payload):
-                        outcomes[i] = Unpublishable(reason)
-                        continue
-                    # nats-py registers the ack's future before sending and never releases it
-                    # if sending fails; nothing awaits between this check and its own, so a
-                    # disconnected client is never handed a row (it is republished anyway).
-                    if not nc.is_connected:
-                        outcomes[i] = ConnectionError("not connected to NATS")
-                        continue
-                    try:
-                        acks[i] = await js.publish_async(
-                            r.type,
-                            r.body,
-                            headers={"Nats-Msg-Id": str(r.event_id)},
-                            stream=EVENTS_STREAM,
-                        )
-                    except Exception as exc:  # judged with the rest: connection lost, refused
-                        outcomes[i] = exc
-                await asyncio.gather(*acks.values(), return_exceptions=True)
-        except TimeoutError:
-            pass
-        for i, ack in acks.items():
-            if ack.done() and not ack.cancelled():
-                outcomes[i] = ack.exception() or ack.result()
+        outcomes: list[object] = [None] * len(rows)
+        sendable: list[int] = []
+        for i, r in enumerate(rows):
+            if reason := refusal(r.type, r.body, max_payload=nc.max_payload):
+                outcomes[i] = Unpublishable(reason)
             else:
-                ack.cancel()
-                outcomes[i] = TimeoutError(f"no ack within {self.publish_timeout}s")
+                sendable.append(i)
+        messages = [Message(rows[i].type, rows[i].body, str(rows[i].event_id)) for i in sendable]
+        try:
+            answers = await self.bus.js.publish_batch(
+                messages, stream=EVENTS_STREAM, timeout=self.publish_timeout
+            )
+        except Exception as exc:  # not connected, or the connection failed: judged with the rest
+            answers = [exc] * len(messages)
+        for i, answer in zip(sendable, answers, strict=True):
+            outcomes[i] = answer
         return outcomes
 
     async def _stream_works(self, outcomes: list[object]) -> bool:

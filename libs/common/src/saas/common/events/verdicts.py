@@ -21,7 +21,7 @@ again after it, and JetStream's duplicate window drops the repeats.
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Sequence
 from enum import StrEnum
 
@@ -29,13 +29,12 @@ import nats.errors
 from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
+from saas.common.bus.jetstream import BAD_SUBJECT
+
 MAX_ERROR_LENGTH = 1000
 
 # Error acks JetStream sends with a 4xx code although the trouble is not the message's.
 ACCOUNT_LIMITS = {10002}  # resource limits exceeded for account
-
-# No subject may be published to with whitespace, empty tokens or wildcard tokens.
-_BAD_SUBJECT = re.compile(r"(^|\.)(\*|>)?(\.|$)|\s")
 
 
 class Verdict(StrEnum):
@@ -61,9 +60,14 @@ def refusal(subject: str, body: bytes, *, max_payload: int) -> str | None:
     """Why a row can never be published on this connection, or None."""
     if len(body) > max_payload:
         return f"payload of {len(body)} bytes is over the connection's maximum of {max_payload}"
-    if _BAD_SUBJECT.search(subject):
+    if _bad_subject(subject):
         return f"{subject!r} is not a subject one can publish to"
     return None
+
+
+@functools.lru_cache(maxsize=1024)  # a batch holds a few event types, over and over
+def _bad_subject(subject: str) -> bool:
+    return BAD_SUBJECT.search(subject) is not None
 
 
 def _unclear(outcome: object) -> bool:
