@@ -24,6 +24,7 @@ from saas.common.contracts.tenancy import (
     UpdateProject,
 )
 from saas.gateway.dependencies import Tenancy
+from saas.gateway.problems import UPSTREAM, problems
 from saas.gateway.routes import API_PREFIX
 
 router = APIRouter(prefix=f"{API_PREFIX}/tenants/{{slug}}/projects", tags=["projects"])
@@ -31,7 +32,11 @@ Slug = Annotated[str, Path(min_length=1, max_length=100)]
 ProjectId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-@router.get("", response_model=Projects)
+@router.get(
+    "",
+    response_model=Projects,
+    responses=problems(401, 403, 404, 409, 422, *UPSTREAM),
+)
 async def list_projects(
     slug: Slug,
     tenancy: Tenancy,
@@ -43,19 +48,32 @@ async def list_projects(
     return await tenancy("projects.list", request, Projects)
 
 
-@router.post("", status_code=201, response_model=Project)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Project,
+    responses=problems(401, 403, 404, 409, 413, 422, *UPSTREAM),
+)
 async def create_project(slug: Slug, body: NewProject, tenancy: Tenancy) -> Project:
     """Create a project (members)."""
     request = CreateProject(slug=slug, name=body.name, description=body.description)
     return await tenancy("projects.create", request, Project)
 
 
-@router.get("/{project_id}", response_model=Project)
+@router.get(
+    "/{project_id}",
+    response_model=Project,
+    responses=problems(401, 403, 404, 409, 422, *UPSTREAM),
+)
 async def get_project(slug: Slug, project_id: ProjectId, tenancy: Tenancy) -> Project:
     return await tenancy("projects.get", ProjectRef(slug=slug, project_id=project_id), Project)
 
 
-@router.patch("/{project_id}", response_model=Project)
+@router.patch(
+    "/{project_id}",
+    response_model=Project,
+    responses=problems(401, 403, 404, 409, 413, 422, *UPSTREAM),
+)
 async def update_project(
     slug: Slug, project_id: ProjectId, body: ProjectChanges, tenancy: Tenancy
 ) -> Project:
@@ -65,7 +83,11 @@ async def update_project(
     return await tenancy("projects.update", request, Project)
 
 
-@router.delete("/{project_id}", status_code=204)
+@router.delete(
+    "/{project_id}",
+    status_code=204,
+    responses=problems(401, 403, 404, 409, 422, *UPSTREAM),
+)
 async def delete_project(slug: Slug, project_id: ProjectId, tenancy: Tenancy) -> Response:
     """Delete a project (admins and owners)."""
     await tenancy("projects.delete", ProjectRef(slug=slug, project_id=project_id), Done)

@@ -21,6 +21,7 @@ from saas.common.contracts.tenancy import (
     Tenants,
 )
 from saas.gateway.dependencies import Tenancy
+from saas.gateway.problems import UPSTREAM, problems
 from saas.gateway.routes import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["tenants"])
@@ -37,7 +38,12 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("/tenants", status_code=202, response_model=TenantInfo)
+@router.post(
+    "/tenants",
+    status_code=202,
+    response_model=TenantInfo,
+    responses=problems(401, 409, 413, 422, *UPSTREAM),
+)
 async def create_tenant(
     body: NewTenant, tenancy: Tenancy, idempotency_key: IdempotencyKey = None
 ) -> TenantInfo:
@@ -47,26 +53,44 @@ async def create_tenant(
     return await tenancy("tenants.create", request, TenantInfo)
 
 
-@router.get("/tenants", response_model=Tenants)
+@router.get(
+    "/tenants",
+    response_model=Tenants,
+    responses=problems(401, *UPSTREAM),
+)
 async def my_tenants(tenancy: Tenancy) -> Tenants:
     """The tenants you are a member of, with your role, and those you created that are still
     provisioning or failed."""
     return await tenancy("tenants.list", Empty(), Tenants)
 
 
-@router.get("/tenants/{slug}", response_model=TenantInfo)
+@router.get(
+    "/tenants/{slug}",
+    response_model=TenantInfo,
+    responses=problems(401, 404, 422, *UPSTREAM),
+)
 async def get_tenant(slug: Slug, tenancy: Tenancy) -> TenantInfo:
     """One tenant and its status (members; its creator while it is not ready)."""
     return await tenancy("tenants.get", TenantRef(slug=slug), TenantInfo)
 
 
-@router.post("/tenants/{slug}/retry", status_code=202, response_model=TenantInfo)
+@router.post(
+    "/tenants/{slug}/retry",
+    status_code=202,
+    response_model=TenantInfo,
+    responses=problems(401, 403, 404, 409, 422, *UPSTREAM),
+)
 async def retry_tenant(slug: Slug, tenancy: Tenancy) -> TenantInfo:
     """Provision a failed tenant again (its creator or an owner); 409 unless it failed."""
     return await tenancy("tenants.retry", TenantRef(slug=slug), TenantInfo)
 
 
-@router.delete("/tenants/{slug}", status_code=202, response_model=TenantInfo)
+@router.delete(
+    "/tenants/{slug}",
+    status_code=202,
+    response_model=TenantInfo,
+    responses=problems(401, 403, 404, 409, 422, *UPSTREAM),
+)
 async def delete_tenant(slug: Slug, tenancy: Tenancy) -> TenantInfo:
     """Delete a tenant (owners): 202 with status `deleting`; its schema is backed up, then
     dropped, and `tenant.deleted` published. Its slug is not given out again."""
