@@ -45,6 +45,7 @@ bench: install
 	$(VENV)/bin/python bench/identity.py
 	$(VENV)/bin/python bench/identity.py --via gateway
 	$(VENV)/bin/python bench/gateway.py
+	$(VENV)/bin/python bench/provisioning.py
 
 asyncapi: install
 	$(VENV)/bin/saas events asyncapi -o docs/asyncapi.json

@@ -10,8 +10,10 @@ at --connections (16) for --seconds (10) each:
 - session:  GET /api/v1/users/me/session with a bearer token: the token verified (cached), one
             Redis round trip for the user's rate limit, one NATS request to identity, which
             verifies the token again and answers without the database;
-- projects: a tenant's project list (20 projects) with a bearer token, once tenancy's project
-            routes are on this branch (the slot says so until then).
+- projects: GET /api/v1/tenants/{slug}/projects, a tenant's 20 projects, with the owner's
+            bearer token: the gateway as above, then tenancy checks the token, the tenant
+            (cached), the caller's role (identity, cached) and reads the page in the tenant's
+            schema (one transaction).
 
 Prints requests/s, p50 and p99 latency, errors, and each one's share of the bare app's rate.
 Needs `wrk` (Debian: apt-get install wrk).
@@ -52,8 +54,7 @@ from saas.devstack.servers import free_port  # noqa: E402
 
 PASSWORD = "plum-orbit-castle-91"
 API = "/api/v1"
-# The project list waits for tenancy's project routes; until they are here the slot says so.
-PROJECTS_ROUTE = "/api/v1/tenants/{slug}/projects"
+PROJECTS = 20
 
 
 @dataclass
@@ -212,6 +213,28 @@ def top_frames(collapsed: Path, n: int = 45) -> None:
         print(f"    {samples / total:6.1%}  {frame}")
 
 
+async def tenant_with_projects(http: httpx.AsyncClient, token: str) -> str:
+    """A ready tenant of the bench's user with PROJECTS projects; its slug."""
+    auth = {"Authorization": f"Bearer {token}"}
+    slug = f"bench-{os.urandom(4).hex()}"
+    created = await http.post(f"{API}/tenants", json={"slug": slug, "name": "Bench"}, headers=auth)
+    assert created.status_code == 202, created.text
+    deadline = time.monotonic() + 60
+    while (await http.get(f"{API}/tenants/{slug}", headers=auth)).json()["status"] != "ready":
+        assert time.monotonic() < deadline, f"tenant {slug} not ready within 60 s"
+        await asyncio.sleep(0.2)
+    for n in range(PROJECTS):
+        made = await http.post(
+            f"{API}/tenants/{slug}/projects",
+            json={"name": f"Project {n}", "description": "x" * 40},
+            headers=auth,
+        )
+        assert made.status_code == 201, made.text
+    page = await http.get(f"{API}/tenants/{slug}/projects?limit={PROJECTS}", headers=auth)
+    assert page.status_code == 200 and len(page.json()["items"]) == PROJECTS, page.text
+    return slug
+
+
 def report(results: list[Result]) -> None:
     bare = results[0].rps
     print(
@@ -235,8 +258,8 @@ async def main(seconds: int, connections: int, log_level: str, py_spy: str | Non
     bare = start_bare_app(bare_port)
     try:
         async with running(
-            ("identity", "gateway"),
-            servers=("postgres", "nats", "valkey"),
+            ("identity", "tenancy", "tenancy-worker", "gateway"),
+            servers=("postgres", "nats", "valkey", "temporal"),
             MAIL_DIR=str(mail),
             LOG_LEVEL=log_level,
             LOG_FORMAT="json",
@@ -251,12 +274,12 @@ async def main(seconds: int, connections: int, log_level: str, py_spy: str | Non
                     f"{API}/users/me/session", headers={"Authorization": f"Bearer {token}"}
                 )
                 assert session.status_code == 200 and "ratelimit" in session.headers, session.text
-                routes = (await http.get("/openapi.json")).json()["paths"]
+                slug = await tenant_with_projects(http, token)
             print(
                 f"wrk: {connections} connections, {seconds} s each; gateway LOG_LEVEL={log_level}"
             )
             run = {"seconds": seconds, "connections": connections}
-            pids = {n: bench.children[n].process.pid for n in ("gateway", "identity")}
+            pids = {n: bench.children[n].process.pid for n in ("gateway", "identity", "tenancy")}
             results = [
                 measured(
                     partial(wrk, "bare", f"http://127.0.0.1:{bare_port}/", **run),
@@ -270,12 +293,10 @@ async def main(seconds: int, connections: int, log_level: str, py_spy: str | Non
                 profiles = profiled(py_spy, pids, seconds, mail)
             session_url = f"{gateway.public_url}{API}/users/me/session"
             results.append(measured(partial(wrk, "session", session_url, token=token, **run), pids))
-            if PROJECTS_ROUTE in routes:
-                print("projects: the route is here; fill in the tenant and its 20 projects (slot)")
-            else:
-                print(
-                    "projects: slot left for the integrator (tenancy's project routes are not on this branch)"
-                )
+            projects_url = f"{gateway.public_url}{API}/tenants/{slug}/projects?limit={PROJECTS}"
+            results.append(
+                measured(partial(wrk, "projects", projects_url, token=token, **run), pids)
+            )
             report(results)
             for name, collapsed in profiles.items():
                 await asyncio.sleep(1)  # py-spy writes its file when its duration ends

@@ -66,7 +66,12 @@ async def test_runtime_logins_own_nothing_but_tenant_schemas(db):
     owned = await rows(
         db,
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        # A tenant table's TOAST table (and its index) lives in pg_toast, owned like the table.
         "WHERE pg_get_userbyid(c.relowner) = ANY(:logins) AND n.nspname NOT LIKE 'tenant\\_%' "
+        "AND NOT (n.nspname = 'pg_toast' AND EXISTS (SELECT 1 FROM pg_class t "
+        "JOIN pg_namespace tn ON tn.oid = t.relnamespace WHERE tn.nspname LIKE 'tenant\\_%' "
+        "AND (t.reltoastrelid = c.oid OR t.reltoastrelid = (SELECT indrelid FROM pg_index "
+        "WHERE indexrelid = c.oid)))) "
         "UNION ALL SELECT nspname, '' FROM pg_namespace "
         "WHERE pg_get_userbyid(nspowner) = ANY(:logins) AND nspname NOT LIKE 'tenant\\_%'",
         logins=RUNTIME,

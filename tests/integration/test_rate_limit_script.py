@@ -16,7 +16,7 @@ from saas.gateway.ratelimit.redis import RedisLimiter
 
 @pytest.fixture
 async def limiter(stack):
-    limiter = RedisLimiter(Redis.from_url(stack.redis_url))
+    limiter = RedisLimiter.from_url(stack.redis_url)
     yield limiter
     await limiter.aclose()
 

@@ -31,6 +31,7 @@ class Api:
     http: httpx.Client  # the gateway's public API
     children: dict[str, Child]
     mail_dir: Path
+    supervisor: Supervisor | None = None  # to stop and start a process again
 
     @property
     def ops(self) -> str:
@@ -113,7 +114,7 @@ def running_api(
         supervisor.wait_ready(timeout=90)
         by_name = {c.spec.name: c for c in children}
         with httpx.Client(base_url=by_name["gateway"].public_url, timeout=30) as http:
-            yield Api(http, by_name, mail_dir)
+            yield Api(http, by_name, mail_dir, supervisor)
     finally:
         supervisor.stop()
 

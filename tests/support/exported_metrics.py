@@ -67,7 +67,7 @@ def every() -> frozenset[str]:
     return frozenset().union(*by_process().values())
 
 
-def asked_of_the_wrong_process(expr: str, pending: frozenset[str] = frozenset()) -> list[str]:
+def asked_of_the_wrong_process(expr: str) -> list[str]:
     """Each `metric{service="X"}` in `expr` that process X does not export. `service` is the
     process's name (the scrape configs set it), so such a selector matches only X's series."""
     problems = []
@@ -76,7 +76,7 @@ def asked_of_the_wrong_process(expr: str, pending: frozenset[str] = frozenset())
             exports = by_process().get(service)
             if exports is None:
                 problems.append(f"no process is called {service}")
-            elif metric not in exports | pending:
+            elif metric not in exports:
                 problems.append(f"{service} does not export {metric}")
     return problems
 

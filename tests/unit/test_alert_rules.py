@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import exported_metrics, tenancy_pending
+from tests.support import exported_metrics
 from tests.support.promql import alert_expressions, mismatched_joins
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,14 +72,12 @@ def test_the_registries_are_read():
 
 @pytest.mark.parametrize("name", sorted(RULES))
 def test_every_metric_a_rule_uses_is_one_a_process_exports(name):
-    pending = tenancy_pending.METRICS - exported_metrics.every()
-    assert used_metrics(RULES[name]) - exported_metrics.every() - pending == set()
+    assert used_metrics(RULES[name]) - exported_metrics.every() == set()
 
 
 @pytest.mark.parametrize("name", sorted(RULES))
 def test_a_metric_asked_of_one_process_is_one_that_process_exports(name):
-    pending = tenancy_pending.METRICS - exported_metrics.every()
-    assert exported_metrics.asked_of_the_wrong_process(RULES[name], pending) == []
+    assert exported_metrics.asked_of_the_wrong_process(RULES[name]) == []
 
 
 def test_consumers_pausing_and_lag_going_unmeasured_are_alerted_on():

@@ -10,16 +10,11 @@ import re
 import pytest
 import yaml
 
-from tests.support import tenancy_pending
 from tests.support.deployment import ROOT, SECRET_SETTINGS, processes
 
 DEV = yaml.safe_load((ROOT / "compose.yml").read_text())["services"]
 PROD = yaml.safe_load((ROOT / "compose.prod.yml").read_text())["services"]
 FROM_ENV = re.compile(r"^\$\{(\w+)(:[?-].*)?\}$")
-
-
-def known_settings() -> set[str]:
-    return set().union(*(p.reads() for p in processes().values()))
 
 
 @pytest.mark.parametrize("name", sorted(processes()))
@@ -63,8 +58,7 @@ def test_production_gives_no_setting_an_empty_default():
 def test_each_process_is_given_only_settings_it_reads(compose, name):
     services = DEV if compose == "compose.yml" else PROD
     given = set(services[name]["environment"])
-    pending = tenancy_pending.SETTINGS - known_settings()
-    assert given - processes()[name].reads() - pending == set()
+    assert given - processes()[name].reads() == set()
 
 
 def test_the_release_step_migrates_owners_then_tenants_as_their_owner():

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from saas.common.health import HealthChecks
-from tests.support import tenancy_pending
 from tests.support.deployment import (
     K8S,
     POSTGRES_PORTS,
@@ -96,17 +95,13 @@ def test_each_deployment_takes_only_settings_groups_its_process_reads(name):
     process = processes()[name]
     c = container(by_name(BASE, "Deployment")[name])
     groups = config_maps(BASE)
-    reads = process.reads() | (tenancy_pending.SETTINGS - _known_settings())
+    reads = process.reads()
     for source in c["envFrom"]:
         keys = groups[source["configMapRef"]["name"]]
         assert keys & reads, f"{name} reads nothing of {source['configMapRef']['name']}"
         assert not keys & SECRET_SETTINGS
     plain = {e["name"] for e in c.get("env", []) if "value" in e}
     assert plain <= reads
-
-
-def _known_settings() -> set[str]:
-    return set().union(*(p.reads() for p in processes().values()))
 
 
 def test_every_setting_in_a_config_map_is_read_by_a_process_that_takes_it():
@@ -116,9 +111,8 @@ def test_every_setting_in_a_config_map_is_read_by_a_process_that_takes_it():
             takers.setdefault(source["configMapRef"]["name"], set()).update(
                 processes()[name].reads()
             )
-    pending = tenancy_pending.SETTINGS - _known_settings()
     for config_map, keys in config_maps(BASE).items():
-        assert keys - takers.get(config_map, set()) - pending == set(), config_map
+        assert keys - takers.get(config_map, set()) == set(), config_map
 
 
 def test_the_example_secret_holds_every_key_referenced_and_is_never_applied():

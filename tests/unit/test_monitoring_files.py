@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import exported_metrics, tenancy_pending
+from tests.support import exported_metrics
 from tests.support.deployment import ROOT, ops_port, processes
 from tests.support.promql import mismatched_joins
 
@@ -80,12 +80,11 @@ def test_the_dashboard_is_read_whole():
 
 @pytest.mark.parametrize(("title", "expr"), EXPRESSIONS, ids=[t for t, _ in EXPRESSIONS])
 def test_every_dashboard_metric_is_exported_and_every_join_matches(title, expr):
-    pending = tenancy_pending.METRICS - exported_metrics.every()
     used = set(METRIC.findall(expr))
     assert used or expr == "up", expr
-    assert used - exported_metrics.every() - pending == set()
+    assert used - exported_metrics.every() == set()
     assert mismatched_joins(expr) == []
-    assert exported_metrics.asked_of_the_wrong_process(expr, pending) == []
+    assert exported_metrics.asked_of_the_wrong_process(expr) == []
 
 
 def test_every_panel_asks_the_chosen_data_source():

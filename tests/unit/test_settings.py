@@ -16,7 +16,7 @@ from saas.common.settings import (
 )
 from saas.gateway.settings import GatewaySettings
 from saas.identity.main import IdentitySettings
-from saas.tenancy.worker import WorkerSettings
+from saas.tenancy.settings import ServiceSettings, WorkerSettings
 
 
 class Settings(
@@ -49,6 +49,7 @@ def env(monkeypatch: pytest.MonkeyPatch):
         list(SAFE_PRODUCTION)
         + ["CORS_ORIGINS", "CORS_ALLOW_CREDENTIALS", "DATABASE_URL"]
         + ["MAIL_SMTP_HOST", "PUBLIC_URL", "MAIL_FROM"]
+        + ["BACKUP_DIR", "TENANCY_TEST_FAULTS"]
     ):
         monkeypatch.delenv(key, raising=False)
     for key in ("NATS_URL", "TEMPORAL_HOST"):
@@ -156,7 +157,8 @@ def test_each_process_is_refused_only_for_what_it_uses(env):
     env(APP_ENV="production", DEBUG="true", CORS_ORIGINS="*", CORS_ALLOW_CREDENTIALS="true")
     expected = {
         AuditSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS", "NATS_URL"},
-        WorkerSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS", "NATS_URL"},
+        ServiceSettings: {"DEBUG", "DATABASE_SSL_MODE", "EVENTS_REPLICAS", "NATS_URL"},
+        WorkerSettings: {"DEBUG", "DATABASE_SSL_MODE", "NATS_URL", "BACKUP_DIR"},
         IdentitySettings: {
             "DEBUG",
             "DATABASE_SSL_MODE",
@@ -174,6 +176,19 @@ def test_each_process_is_refused_only_for_what_it_uses(env):
             settings_class.load()
         named = {p.split(" ", 1)[0] for p in caught.value.problems}
         assert named == names, settings_class.__name__
+
+
+def test_the_tenancy_worker_refuses_the_test_fault_hook_in_production(env, tmp_path):
+    env(
+        APP_ENV="production",
+        DATABASE_SSL_MODE="verify-full",
+        NATS_URL="tls://tenancy-worker:s3cret@nats:4222",
+        BACKUP_DIR=str(tmp_path),
+        TENANCY_TEST_FAULTS=str(tmp_path / "faults.json"),
+    )
+    with pytest.raises(InsecureConfigurationError) as caught:
+        WorkerSettings.load()
+    assert [p.split(" ", 1)[0] for p in caught.value.problems] == ["TENANCY_TEST_FAULTS"]
 
 
 def test_a_group_is_checked_once_however_it_is_inherited(env):

@@ -3,6 +3,13 @@
 Each `migrations/<owner>/env.py` is two lines that call `run_owner_env` or `run_tenant_env`; the
 owner's schema is named once, in its section of alembic.ini (`schema = identity`), and its
 version table lives there (the tenant's own schema for tenant migrations).
+
+Every change to a tenant schema's structure (a migration, creating it, dropping it, restoring it)
+takes that schema's lock first (`tenant_lock_sql`), inside the transaction that makes the change,
+so provisioning, `saas tenants migrate-all` and deletion never interleave on one tenant.
+
+Alembic keeps module-level state (`alembic.context`, `alembic.op`): two migrations in threads of
+one process step on each other. Run concurrent migrations in separate processes.
 """
 
 from __future__ import annotations
@@ -14,15 +21,34 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from saas.common.db import engine_options
 from saas.common.settings import DatabaseSettings
-from saas.common.tenant_names import quote_schema, validate_schema_name
+from saas.common.tenant_names import quote_schema, validate_identifier, validate_schema_name
 
 TENANT_SECTION = "tenant"
+TENANT_LOCK_LANE = "tenant-schema"
+
+
+class SchemaMissing(RuntimeError):
+    """A tenant schema to migrate only if it exists does not (its tenant was deleted meanwhile)."""
+
+
+def tenant_lock_sql(schema: str, *, shared: bool = False) -> str:
+    """The statement that takes a tenant schema's lock until the end of the transaction.
+
+    Exclusive for anything that changes the schema's structure; shared to read a schema's
+    structure while no one changes it (cloning the template). The name is validated, so it is
+    safe as a literal, also in a multi-statement script."""
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    return (
+        f"SELECT {function}(hashtext('{TENANT_LOCK_LANE}'), "
+        f"hashtext('{validate_identifier(schema)}'))"
+    )
 
 
 def find_alembic_ini() -> Path:
@@ -83,13 +109,29 @@ def upgrade_tenant(
     *,
     database_url: str | None = None,
     connection: Connection | None = None,
+    only_existing: bool = False,
 ) -> None:
+    """Migrate one tenant schema (creating it if missing, unless `only_existing`: then a schema
+    that is gone raises `SchemaMissing` and nothing is created)."""
     validate_schema_name(schema)
     config = alembic_config(ini, TENANT_SECTION, database_url=database_url, connection=connection)
+    config.attributes["only_existing"] = only_existing
     command.upgrade(config, revision, tag=schema)
 
 
-def _engine(database_url: str | None):
+def tenant_revisions(ini: Path) -> list[str]:
+    """The tenant tree's revisions, oldest first: the last one is the head. Reads the files only
+    (no database, no alembic context), so any thread may call it."""
+    script = ScriptDirectory.from_config(Config(str(ini), ini_section=TENANT_SECTION))
+    heads = script.get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"the tenant migrations must have one head, not {heads}")
+    return [s.revision for s in reversed(list(script.walk_revisions("base", heads[0])))]
+
+
+def migration_engine(database_url: str | None = None):
+    """An engine for migrations: no pool, no statement timeout (a backfill may take long), the
+    lock timeout kept (it must not wait forever)."""
     settings = (
         DatabaseSettings() if database_url is None else DatabaseSettings(database_url=database_url)
     )
@@ -101,17 +143,24 @@ def _engine(database_url: str | None):
     )
 
 
-def _migrate(connection: Connection, schema: str, *, in_schema: bool) -> None:
+def _migrate(
+    connection: Connection, schema: str, *, in_schema: bool, only_existing: bool = False
+) -> None:
     """Every pending migration of one schema, in one transaction.
 
-    The transaction starts by creating the schema if needed and, for a tenant (`in_schema`),
-    with `SET LOCAL search_path` to it, so tenant migrations create unqualified tables. The path
+    The transaction starts, for a tenant (`in_schema`), by taking the schema's lock; then it
+    creates the schema if needed and, for a tenant, does `SET LOCAL search_path` to it, so tenant
+    migrations create unqualified tables. The path
     ends with the transaction: behind PgBouncer in transaction mode the server connection goes
     back to the pool with its default path, and no statement of the migration can land on
     another server connection without it, as it could after a session-level SET and a commit.
     """
     quoted = quote_schema(schema)
     with connection.begin():
+        if in_schema:
+            connection.execute(text(tenant_lock_sql(schema)))
+            if only_existing and not _schema_exists(connection, schema):
+                raise SchemaMissing(f"schema {schema} does not exist")
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
         if in_schema:
             connection.execute(text(f"SET LOCAL search_path TO {quoted}"))
@@ -126,17 +175,27 @@ def _migrate(connection: Connection, schema: str, *, in_schema: bool) -> None:
             context.run_migrations()
 
 
+def _schema_exists(connection: Connection, schema: str) -> bool:
+    found = connection.execute(
+        text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
+    )
+    return found.scalar() is not None
+
+
 def _run(schema: str, *, in_schema: bool) -> None:
     attributes = context.config.attributes
+    only_existing = bool(attributes.get("only_existing"))
     if attributes.get("connection") is not None:
-        _migrate(attributes["connection"], schema, in_schema=in_schema)
+        _migrate(attributes["connection"], schema, in_schema=in_schema, only_existing=only_existing)
         return
 
     async def main() -> None:
-        engine = _engine(attributes.get("database_url"))
+        engine = migration_engine(attributes.get("database_url"))
         try:
             async with engine.connect() as connection:
-                await connection.run_sync(_migrate, schema, in_schema=in_schema)
+                await connection.run_sync(
+                    _migrate, schema, in_schema=in_schema, only_existing=only_existing
+                )
         finally:
             await engine.dispose()
 

@@ -164,7 +164,9 @@ class ServiceProcess:
         if isinstance(s, TemporalSettings):
             from saas.common.temporal import Temporal
 
-            self._temporal = Temporal(s.temporal_host, s.temporal_namespace)
+            self._temporal = Temporal(
+                s.temporal_host, s.temporal_namespace, metrics_registry=self.metrics.registry
+            )
             self.health.add("temporal", self._temporal.check)
 
     def _export_pool_usage(self, db: Database, capacity: int) -> None:
@@ -265,6 +267,12 @@ class ServiceProcess:
             await self._until_done(
                 "responder", lambda: responder.start(bus, self.tasks, self.metrics, self._tokens)
             )
+        # What start-up made (modules, models, routes, connections) lives as long as the process:
+        # frozen out of the cyclic collector's sight, a full collection no longer walks all of it
+        # (in the gateway two full collections per 20,000 requests took 0.2 s each, 7% of its
+        # time, and every request in flight waited for them).
+        gc.collect()
+        gc.freeze()
         self.health.started = True
         log.info("process started", version=self.version)
 

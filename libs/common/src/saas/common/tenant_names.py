@@ -48,6 +48,7 @@ RESERVED_SLUGS = frozenset(
         "tenancy",
         "tenant",
         "tenants",
+        "template",  # tenant_template is the schema new tenants are cloned from
         "test",
         "www",
     }

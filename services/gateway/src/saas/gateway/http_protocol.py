@@ -5,10 +5,14 @@ uvicorn's httptools protocol adds none: a client could make the gateway hold meg
 per connection. (h11 has a limit, 16 KiB by default, but answers a bare 400 past it.) This
 protocol counts the bytes of a request head as they arrive and, past `MAX_HEADER_BYTES`, answers
 431 with a problem document and closes the connection, before any of it reaches the app. A head
-within the limit costs one comparison per received chunk.
+within the limit costs one comparison per received chunk. The protocol also sends a response's
+head and body in one write (`CoalescingTransport`).
 """
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -38,6 +42,44 @@ def _refusal(max_bytes: int) -> bytes:
 LINGER_SECONDS = 2.0
 
 
+class CoalescingTransport:
+    """A connection's transport whose writes in one turn of the event loop leave in one system
+    call: uvicorn writes a response's head and its body separately, two sends where one does.
+    Closing (or a write EOF) sends what is pending first; everything else is the transport's."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """Two checks: bytes of a head still arriving are counted before they are parsed (so a head
     that never ends costs at most the limit), and a head that ended is measured as parsed (so one
@@ -48,6 +90,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _refused = False
     _answered = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         if self._refused:

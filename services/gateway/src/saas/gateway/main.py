@@ -15,15 +15,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from saas.common.components import Component
 from saas.common.process import ServerOptions, ServiceProcess
 from saas.gateway import __version__
 from saas.gateway.cli import GATEWAY
 from saas.gateway.client_address import TrustedProxies
+from saas.gateway.dependencies import DIRECT
+from saas.gateway.direct import DirectRoutes
 from saas.gateway.http_protocol import bounded_httptools
 from saas.gateway.hygiene import HygieneMiddleware
 from saas.gateway.middleware import RequestContextMiddleware
@@ -32,29 +31,30 @@ from saas.gateway.ratelimit.limiter import RateLimiter
 from saas.gateway.ratelimit.middleware import RateLimitMiddleware
 from saas.gateway.ratelimit.policy import Policies
 from saas.gateway.ratelimit.redis import RedisLimiter
-from saas.gateway.routes import audit, auth, keys, members, status, users
+from saas.gateway.routes import (
+    audit,
+    auth,
+    keys,
+    members,
+    projects,
+    status,
+    tenants,
+    users,
+)
 from saas.gateway.settings import GatewaySettings
 
 EXPOSED_HEADERS = ["X-Request-Id", "RateLimit", "RateLimit-Policy", "Retry-After"]
 
 
 class RateLimits(Component):
-    """Owns the rate limiter's Redis connection (short timeouts of its own, no retries: a slow
-    Redis must cost a request a quarter of a second at most, then the fallback decides)."""
+    """Owns the rate limiter's Redis connection (no retries; each check is bounded by
+    RATE_LIMIT_REDIS_TIMEOUT: a slow Redis must cost a request a quarter of a second at most,
+    then the fallback decides)."""
 
     name = "rate-limits"
 
     def __init__(self, settings: GatewaySettings, process: ServiceProcess) -> None:
-        redis = None
-        if settings.redis_url:
-            redis = RedisLimiter(
-                Redis.from_url(
-                    settings.redis_url,
-                    socket_timeout=settings.rate_limit_redis_timeout,
-                    socket_connect_timeout=settings.rate_limit_redis_timeout,
-                    retry=Retry(NoBackoff(), 0),
-                )
-            )
+        redis = RedisLimiter.from_url(settings.redis_url) if settings.redis_url else None
         self.limiter = RateLimiter(
             redis,
             fallback=settings.rate_limit_fallback,
@@ -79,12 +79,21 @@ def api(process: ServiceProcess, settings: GatewaySettings) -> FastAPI:
         version=__version__,
         debug=settings.debug,
         description="Every error is an RFC 9457 `application/problem+json` document.",
+        # The gateway measures itself (api_request_duration_seconds); FastAPI's OpenTelemetry
+        # hooks would look up the global providers on every request to find none.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.process = process
     # Load balancers may probe the API port: the same answers as the ops port's, no error texts.
     app.include_router(process.health.router(public=True))
-    for routes in (status, auth, users, members, audit, keys):
+    routers = (status, auth, users, tenants, members, projects, audit, keys)
+    for routes in routers:
         app.include_router(routes.router)
+    # The routes that are one service call without parameters skip FastAPI's routing and
+    # dependency solving (saas.gateway.direct); the rest go through the router as declared.
+    app.router.middleware_stack = DirectRoutes(
+        app.router.middleware_stack, [r for m in routers for r in m.router.routes], DIRECT
+    )
     install_problem_handlers(app)
     if settings.rate_limit_enabled:
         limits = process.add(RateLimits(settings, process))

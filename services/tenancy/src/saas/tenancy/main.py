@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from saas.common.events.relay import OutboxRelay
 from saas.common.process import ServiceProcess
-from saas.common.settings import BusSettings, DatabaseSettings, EventSettings, TemporalSettings
 from saas.tenancy import __version__, handlers
 from saas.tenancy.cli import TENANCY
+from saas.tenancy.deps import Deps
+from saas.tenancy.reconciler import Reconciler
+from saas.tenancy.settings import ServiceSettings
+from saas.tenancy.store.tables import SCHEMA
 
-SCHEMA = "public"
+__all__ = ["SCHEMA", "ServiceSettings", "build", "wire"]
 
 
-class TenancySettings(DatabaseSettings, BusSettings, EventSettings, TemporalSettings):
-    """Tenancy (and its worker) read the database, the bus, events and Temporal."""
+def build(settings: ServiceSettings | None = None) -> ServiceProcess:
+    return wire(settings or ServiceSettings.load())[0]
 
 
-def build(settings: TenancySettings | None = None) -> ServiceProcess:
-    process = ServiceProcess(TENANCY, __version__, settings or TenancySettings.load())
-    handlers.register(process.responder, process.db)
+def wire(settings: ServiceSettings) -> tuple[ServiceProcess, Deps]:
+    """The process and what its use cases share (tests reach the caches)."""
+    process = ServiceProcess(TENANCY, __version__, settings)
+    deps = Deps.build(process.db, process.client, process.temporal, settings)
+    handlers.register(process.responder, deps)
     process.add(OutboxRelay.for_process(process, SCHEMA))
-    return process
+    process.add(deps.starts)
+    process.add(
+        Reconciler(
+            deps,
+            interval=settings.tenancy_reconcile_interval,
+            after=settings.tenancy_reconcile_after,
+        )
+    )
+    return process, deps

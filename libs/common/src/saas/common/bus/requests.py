@@ -85,6 +85,7 @@ class BusClient:
             "Round trip of requests to other services",
             ("service", "operation", "outcome"),
         )
+        self._latency_of: dict[tuple[str, str, str], Any] = {}  # children by labels
 
     async def request(
         self,
@@ -126,7 +127,12 @@ class BusClient:
             outcome = exc.code.value
             raise
         finally:
-            self._latency.labels(service, operation, outcome).observe(time.perf_counter() - started)
+            child = self._latency_of.get((service, operation, outcome))
+            if child is None:
+                child = self._latency_of[service, operation, outcome] = self._latency.labels(
+                    service, operation, outcome
+                )
+            child.observe(time.perf_counter() - started)
 
 
 def _bearer(value: str | None) -> str | None:

@@ -3,8 +3,9 @@
 1. the owning services' database migrations (`saas db upgrade`);
 2. the JetStream streams' configuration (`saas events streams apply`);
 3. each installed package's own release steps, from the `saas.release_steps` entry-point group
-   (a callable taking no arguments, run in name order), so a service adds its own (tenant
-   schemas, say) without this library naming it.
+   (a callable taking the migration login's URL, or None for DATABASE_URL; run in name order),
+   so a service adds its own (tenancy keeps its tenant template schema at head) without this
+   library naming it.
 
 Each step is idempotent: running `saas migrate` again when nothing changed changes nothing.
 """
@@ -31,7 +32,7 @@ def release(say: Callable[[str], object] = click.echo, *, database_url: str | No
         say(f"streams: {line}")
     for ep in sorted(entry_points(group=RELEASE_STEPS_GROUP), key=lambda ep: ep.name):
         say(f"{ep.name}: running")
-        ep.load()()
+        ep.load()(database_url)
 
 
 @click.command()

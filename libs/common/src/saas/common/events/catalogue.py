@@ -311,6 +311,25 @@ class ProjectCreated(Payload):
     name: str
 
 
+@event(
+    "project.updated",
+    version=1,
+    owner="tenancy",
+    summary="A project's name or description changed; `changed` names the fields.",
+)
+class ProjectUpdated(Payload):
+    tenant_id: str
+    project_id: str
+    name: str
+    changed: list[str]
+
+
+@event("project.deleted", version=1, owner="tenancy", summary="A project was deleted.")
+class ProjectDeleted(Payload):
+    tenant_id: str
+    project_id: str
+
+
 def subject_prefixes() -> list[str]:
     """The stream's subjects: one wildcard per first token of the catalogue's types."""
     return sorted({t.split(".", 1)[0] + ".>" for t in CATALOGUE})

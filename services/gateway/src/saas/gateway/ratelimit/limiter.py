@@ -94,6 +94,8 @@ class RateLimiter:
             async with asyncio.timeout(self.timeout):
                 decisions = await self.redis.check(limits)
         except (RedisError, OSError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                self.redis.reset()  # a connection that went silent is not waited on again
             if not self._down:
                 log.warning(
                     "rate limiting falls back: Redis does not answer",

@@ -1,7 +1,7 @@
 """GCRA in Redis: every limit of a request checked and counted in one atomic script call.
 
-One round trip per request (EVALSHA; the script is loaded once per Redis server). The time is
-Redis's own (`TIME`), so every gateway replica counts on one clock whatever theirs say. All
+One round trip per request (EVALSHA; EVAL when the server has not seen the script yet). The time
+is Redis's own (`TIME`), so every gateway replica counts on one clock whatever theirs say. All
 arithmetic is in integer microseconds; a TAT is stored as a decimal string with no exponent (Lua
 would print a large number as 1.7e+15 and lose its digits), and each key expires when its limit
 is whole again, so idle clients cost no memory.
@@ -13,12 +13,14 @@ Redis Cluster slots: this needs a single Redis (or a primary with replicas), not
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from saas.gateway.ratelimit.gcra import Decision
-from saas.gateway.ratelimit.policy import Limit
+from saas.gateway.ratelimit.policy import Limit, Policy
+from saas.gateway.ratelimit.resp import RespConnection
 
 MICRO = 1_000_000
 
@@ -64,20 +66,63 @@ return out
 
 
 class RedisLimiter:
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-        self._script = redis.register_script(GCRA_SCRIPT)
+    """The script's calls over one pipelined connection (`RespConnection`): EVALSHA with the
+    parts that do not change (the script's hash, each policy's interval and limit) packed once."""
+
+    def __init__(self, connection: RespConnection) -> None:
+        self.connection = connection
+        self._sha = hashlib.sha1(GCRA_SCRIPT.encode()).hexdigest().encode()
+        self._heads: dict[int, bytes] = {}
+        self._args: dict[Policy, bytes] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisLimiter:
+        return cls(RespConnection(url))
 
     async def check(self, limits: Sequence[Limit]) -> list[Decision]:
-        args: list[int] = []
-        for limit in limits:
-            args += [round(limit.policy.rate.interval * MICRO), limit.policy.rate.limit]
-        reply = await self._script(keys=[limit.key for limit in limits], args=args)
+        keys = b"".join(_bulk(limit.key.encode()) for limit in limits)
+        args = b"".join(self._policy_args(limit.policy) for limit in limits)
+        try:
+            reply = await self.connection.call(self._head(len(limits)) + keys + args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            # Not in this server's script cache (a new or flushed server): EVAL runs it and
+            # caches it, so the next EVALSHA finds it.
+            head = self._head(len(limits), script=GCRA_SCRIPT.encode())
+            reply = await self.connection.call(head + keys + args)
         decisions = []
         for i in range(len(limits)):
-            remaining, reset, wait = (int(v) for v in reply[1 + 3 * i : 4 + 3 * i])
+            remaining, reset, wait = reply[1 + 3 * i : 4 + 3 * i]
             decisions.append(Decision(wait <= 0, remaining, reset / MICRO, max(wait, 0) / MICRO))
         return decisions
 
+    def _head(self, keys: int, script: bytes | None = None) -> bytes:
+        """`EVALSHA <sha> <keys>` (or `EVAL <script> <keys>`) as the start of a RESP array."""
+        if script is not None:
+            return (
+                b"*%d\r\n" % (3 + 3 * keys) + _bulk(b"EVAL") + _bulk(script) + _bulk(b"%d" % keys)
+            )
+        head = self._heads.get(keys)
+        if head is None:
+            head = b"*%d\r\n" % (3 + 3 * keys) + _bulk(b"EVALSHA") + _bulk(self._sha)
+            head = self._heads[keys] = head + _bulk(b"%d" % keys)
+        return head
+
+    def _policy_args(self, policy: Policy) -> bytes:
+        args = self._args.get(policy)
+        if args is None:
+            interval = round(policy.rate.interval * MICRO)
+            args = self._args[policy] = _bulk(b"%d" % interval) + _bulk(b"%d" % policy.rate.limit)
+        return args
+
+    def reset(self) -> None:
+        """Drop the connection: one that did not answer in time may never answer."""
+        self.connection.reset()
+
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        await self.connection.aclose()
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)

@@ -1,0 +1,1 @@
+"""Tenancy's tables: `public`'s (tenants and their workflows) and a tenant schema's."""
