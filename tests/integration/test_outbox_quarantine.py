@@ -272,8 +272,7 @@ async def test_the_owners_migrations_give_the_outbox_its_quarantine(db, schema):
     assert "quarantined_at IS NULL" in relay_index
 
 
-# Tenancy's outbox (schema public) gets the same migration in its own tree.
-@pytest.mark.parametrize("schema", ["identity"])
+@pytest.mark.parametrize("schema", ["identity", "public"])
 async def test_the_owners_migrations_drop_the_index_only_pruning_read(db, schema):
     *_, indexes = await outbox_shape(db, schema)
     assert indexes == {
