@@ -15,17 +15,31 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 import click
-from pydantic import ValidationError
 
 from saas.common import __version__
 from saas.common.bus.access import BusAccess
-from saas.common.settings import InsecureConfigurationError
 
 if TYPE_CHECKING:
     from saas.common.process import ServiceProcess
 
 COMMANDS_GROUP = "saas.commands"
 PROCESSES_GROUP = "saas.processes"
+
+# The built-in groups: where each is, and what `saas --help` says of it (its help's first
+# paragraph, which a unit test keeps equal to the command's own). A group's module is imported
+# only when that group is invoked, so `saas tenants ...` never loads Alembic for `saas db`.
+BUILTINS: dict[str, tuple[str, str]] = {
+    "bus": ("saas.common.commands.bus:bus", "The message bus's users and permissions."),
+    "db": (
+        "saas.common.commands.db:db",
+        "Database logins and migrations of the owning services.",
+    ),
+    "events": ("saas.common.commands.events:events", "The domain event contract."),
+    "migrate": (
+        "saas.common.commands.migrate:migrate",
+        "Apply database migrations, stream configuration and every package's release steps.",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -82,20 +96,53 @@ def discover_processes() -> list[ProcessSpec]:
     return sorted(specs, key=lambda s: (s.order, s.name))
 
 
+def _load(target: str) -> click.Command:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 class SaasGroup(click.Group):
+    """Every command is imported when it is invoked: a built-in from BUILTINS, another package's
+    from its `saas.commands` entry point. Listing them (`saas --help`) describes a built-in not
+    imported yet by its BUILTINS line, and imports the other packages' (light) command modules."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = set(super().list_commands(ctx)) | {
-            ep.name for ep in entry_points(group=COMMANDS_GROUP)
-        }
+        names = (
+            set(super().list_commands(ctx))
+            | set(BUILTINS)
+            | {ep.name for ep in entry_points(group=COMMANDS_GROUP)}
+        )
         return sorted(names)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        builtin = super().get_command(ctx, name)
-        if builtin is not None:
-            return builtin
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        if name in BUILTINS:
+            command = _load(BUILTINS[name][0])
+            self.add_command(command, name)
+            return command
         for ep in entry_points(group=COMMANDS_GROUP, name=name):
             return ep.load()
         return None
+
+    def described(self, ctx: click.Context, name: str) -> click.Command | None:
+        """The command, or for a built-in not imported yet, a stand-in with its short help."""
+        if name in BUILTINS and name not in self.commands:
+            return click.Command(name, help=BUILTINS[name][1])
+        return self.get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own listing, with `described` in place of `get_command`."""
+        commands = []
+        for name in self.list_commands(ctx):
+            command = self.described(ctx, name)
+            if command is not None and not command.hidden:
+                commands.append((name, command))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, c.get_short_help_str(limit)) for name, c in commands])
 
 
 @click.group(cls=SaasGroup)
@@ -116,24 +163,36 @@ def run(name: str | None) -> None:
 
 
 def _register_builtins() -> None:
-    from saas.common.commands import bus, db, events, migrate, streams
+    """Import every built-in group now: the whole tree at once, for whoever walks it. `saas`
+    itself imports only the one it runs."""
+    ctx = click.Context(cli)
+    for name in BUILTINS:
+        cli.get_command(ctx, name)
 
-    cli.add_command(bus.bus)
-    cli.add_command(db.db)
-    cli.add_command(migrate.migrate)
-    events.events.add_command(streams.streams)
-    cli.add_command(events.events)
+
+def _configuration_error(exc: Exception) -> str | None:
+    """What to say of a settings error (then exit 2), or None for any other exception. The
+    settings' modules are imported here, not at start-up: a command that loads no settings
+    cannot have raised their errors."""
+    from pydantic import ValidationError
+
+    from saas.common.settings import InsecureConfigurationError
+
+    if isinstance(exc, InsecureConfigurationError):
+        return f"error: {exc}"
+    if isinstance(exc, ValidationError):
+        return f"error: invalid configuration:\n{exc}"
+    return None
 
 
 def main() -> None:
-    _register_builtins()
     try:
         cli(standalone_mode=True)
-    except InsecureConfigurationError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except ValidationError as exc:
-        click.echo(f"error: invalid configuration:\n{exc}", err=True)
+    except Exception as exc:
+        message = _configuration_error(exc)
+        if message is None:
+            raise
+        click.echo(message, err=True)
         sys.exit(2)
 
 

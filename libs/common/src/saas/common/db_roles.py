@@ -26,15 +26,15 @@ import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from alembic.operations import Operations
-from sqlalchemy import pool
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from saas.common.db import engine_options
-from saas.common.settings import DatabaseSettings
 from saas.common.tenant_names import quote_schema, validate_identifier
+
+if TYPE_CHECKING:
+    from alembic.operations import Operations
+
+# SQLAlchemy and the settings are imported by the functions that connect: the logins' names are
+# read by every service's `ProcessSpec`, which the `saas` command loads to start.
 
 AUDIT_WRITER = "audit_writer"  # NOLOGIN: what the audit login may do, and no more
 ROW_ACCESS = "SELECT, INSERT, UPDATE, DELETE"
@@ -146,6 +146,13 @@ async def bootstrap_roles(admin_url: str, passwords: Mapping[str, str | None]) -
 
     `passwords` maps login names to passwords; a missing or empty one leaves that login's
     password as it is. Raises `UnsafeRoleError` when a runtime login has more than it should."""
+    from sqlalchemy import pool
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from saas.common.db import engine_options
+    from saas.common.settings import DatabaseSettings
+
     settings = DatabaseSettings(database_url=admin_url)
     database = make_url(settings.database_url).database or "postgres"
     verifiers = {name: scram_verifier(pw) for name, pw in passwords.items() if pw}
@@ -169,6 +176,8 @@ async def bootstrap_roles(admin_url: str, passwords: Mapping[str, str | None]) -
 
 def login_url(admin_url: str, login: str, password: str) -> str:
     """The URL of `login` on the server and database of `admin_url`."""
+    from sqlalchemy.engine import make_url
+
     url = make_url(admin_url).set(username=login, password=password)
     return url.render_as_string(hide_password=False)
 

@@ -10,25 +10,32 @@ so provisioning, `saas tenants migrate-all` and deletion never interleave on one
 
 Alembic keeps module-level state (`alembic.context`, `alembic.op`): two migrations in threads of
 one process step on each other. Run concurrent migrations in separate processes.
+
+Alembic is imported by the functions that migrate, not with this module: its import alone takes
+seconds, and `saas tenants migrate-all` with nothing to do needs only the tenant tree's revisions
+(read from the files' source) and one query.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import configparser
 import os
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command, context
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import pool, text
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from saas.common.db import engine_options
 from saas.common.settings import DatabaseSettings
 from saas.common.tenant_names import quote_schema, validate_identifier, validate_schema_name
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.engine import Connection
 
 TENANT_SECTION = "tenant"
 TENANT_LOCK_LANE = "tenant-schema"
@@ -85,6 +92,8 @@ def alembic_config(
 ) -> Config:
     """A section's config; `database_url` (default: DATABASE_URL) says who migrates, and a given
     `connection` is used as it is (alembic's "sharing a connection" recipe)."""
+    from alembic.config import Config
+
     config = Config(str(ini), ini_section=section)
     if database_url is not None:
         config.attributes["database_url"] = database_url
@@ -96,6 +105,8 @@ def alembic_config(
 def upgrade_owners(
     ini: Path, revision: str = "head", *, database_url: str | None = None
 ) -> list[str]:
+    from alembic import command
+
     sections = owner_sections(ini)
     for section in sections:
         command.upgrade(alembic_config(ini, section, database_url=database_url), revision)
@@ -113,6 +124,8 @@ def upgrade_tenant(
 ) -> None:
     """Migrate one tenant schema (creating it if missing, unless `only_existing`: then a schema
     that is gone raises `SchemaMissing` and nothing is created)."""
+    from alembic import command
+
     validate_schema_name(schema)
     config = alembic_config(ini, TENANT_SECTION, database_url=database_url, connection=connection)
     config.attributes["only_existing"] = only_existing
@@ -122,11 +135,89 @@ def upgrade_tenant(
 def tenant_revisions(ini: Path) -> list[str]:
     """The tenant tree's revisions, oldest first: the last one is the head. Reads the files only
     (no database, no alembic context), so any thread may call it."""
+    chain = read_chain(ini, TENANT_SECTION)
+    if chain is not None:
+        return chain
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(Config(str(ini), ini_section=TENANT_SECTION))
     heads = script.get_heads()
     if len(heads) != 1:
         raise RuntimeError(f"the tenant migrations must have one head, not {heads}")
     return [s.revision for s in reversed(list(script.walk_revisions("base", heads[0])))]
+
+
+# What Alembic takes for a revision file in a versions folder (alembic.script.base).
+_REVISION_FILE = re.compile(r"(?!\.#|__init__).*\.py")
+_REVISION_NAMES = {"revision", "down_revision", "branch_labels", "depends_on"}
+_ELSEWHERE = {"version_locations", "recursive_version_locations", "sourceless"}
+
+
+def read_chain(ini: Path, section: str) -> list[str] | None:
+    """A section's revisions, oldest first, as Alembic finds them, read from the revision
+    files' source without importing them or Alembic; None unless the tree is a plain chain in
+    `<script_location>/versions` (no merge, branch label or dependency, no other version
+    location, literal values): then ask Alembic."""
+    parser = configparser.ConfigParser(defaults={"here": str(ini.absolute().parent)})
+    if not parser.read(ini) or not parser.has_section(section):
+        return None
+    options = parser[section]
+    location = options.get("script_location", "")
+    if not location or ":" in location or _ELSEWHERE & set(options):
+        return None
+    parents: dict[str, str | None] = {}
+    versions = Path(location) / "versions"
+    if not versions.is_dir():
+        return None
+    for path in sorted(versions.iterdir()):
+        if not path.is_file() or not _REVISION_FILE.fullmatch(path.name):
+            continue
+        values = _module_literals(path)
+        if values is None or "down_revision" not in values:
+            return None
+        revision, parent = values.get("revision"), values["down_revision"]
+        if values.get("branch_labels") or values.get("depends_on"):
+            return None
+        if not isinstance(revision, str) or revision in parents:
+            return None
+        if parent is not None and not isinstance(parent, str):
+            return None  # a merge
+        parents[revision] = parent
+    child: dict[str | None, str] = {}
+    for revision, parent in parents.items():
+        if parent in child or (parent is not None and parent not in parents):
+            return None  # a branch, or a parent that is not there
+        child[parent] = revision
+    chain: list[str] = []
+    at: str | None = None
+    while at in child:
+        at = child[at]
+        chain.append(at)
+    return chain if chain and len(chain) == len(parents) else None
+
+
+def _module_literals(path: Path) -> dict[str, object] | None:
+    """The module-level `revision`, `down_revision`, `branch_labels` and `depends_on` of a
+    revision file, or None if one is not a literal."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (SyntaxError, ValueError):
+        return None
+    values: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in _REVISION_NAMES:
+            try:
+                values[target.id] = ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError, RecursionError):
+                return None
+    return values
 
 
 def migration_engine(database_url: str | None = None):
@@ -155,6 +246,8 @@ def _migrate(
     back to the pool with its default path, and no statement of the migration can land on
     another server connection without it, as it could after a session-level SET and a commit.
     """
+    from alembic import context
+
     quoted = quote_schema(schema)
     with connection.begin():
         if in_schema:
@@ -183,6 +276,8 @@ def _schema_exists(connection: Connection, schema: str) -> bool:
 
 
 def _run(schema: str, *, in_schema: bool) -> None:
+    from alembic import context
+
     attributes = context.config.attributes
     only_existing = bool(attributes.get("only_existing"))
     if attributes.get("connection") is not None:
@@ -204,6 +299,8 @@ def _run(schema: str, *, in_schema: bool) -> None:
 
 def run_owner_env() -> None:
     """env.py of a service that owns a schema: the section's `schema` option in alembic.ini names it."""
+    from alembic import context
+
     if context.is_offline_mode():
         raise SystemExit("offline (--sql) migrations are not supported")
     schema = context.config.get_main_option("schema")
@@ -216,6 +313,8 @@ def run_owner_env() -> None:
 
 def run_tenant_env() -> None:
     """env.py of the tenant tree: `alembic -n tenant upgrade head --tag=tenant_<slug>`."""
+    from alembic import context
+
     if context.is_offline_mode():
         raise SystemExit("offline (--sql) migrations are not supported")
     tag = context.get_tag_argument()

@@ -25,8 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from saas.common.events.catalogue import CATALOGUE
-
 EVENTS = "EVENTS"
 DEADLETTER = "DEADLETTER"
 CHECKPOINTS = "AUDIT_CHECKPOINTS"
@@ -55,6 +53,8 @@ class BusAccess:
         publish = [*self.calls, *self.publishes, "$JS.API.INFO"]
         publish += [f"$JS.API.STREAM.INFO.{s}" for s in (EVENTS, DEADLETTER, CHECKPOINTS)]
         if self.events_of:
+            from saas.common.events.catalogue import CATALOGUE  # pydantic models: only when asked
+
             publish += sorted(t for t, spec in CATALOGUE.items() if spec.owner == self.events_of)
         for durable in self.consumes:
             publish += [*_consumer_subjects(durable), f"deadletter.{durable}"]

@@ -8,10 +8,15 @@ from pathlib import Path
 import click
 import orjson
 
+from saas.common.commands.streams import streams
+
 
 @click.group()
 def events() -> None:
     """The domain event contract."""
+
+
+events.add_command(streams)
 
 
 @events.command()

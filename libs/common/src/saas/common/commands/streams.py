@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from saas.common.bus import Bus
-from saas.common.events.stream import StreamCheck, apply_streams
-from saas.common.metrics import Metrics
-from saas.common.settings import BusSettings, EventSettings
+if TYPE_CHECKING:
+    from saas.common.bus import Bus
 
 
-class StreamSettings(BusSettings, EventSettings):
-    """What configuring the streams reads: where NATS is and the streams' limits."""
+def _settings() -> Any:
+    """What configuring the streams reads: where NATS is and the streams' limits. (The settings,
+    the NATS client and the streams' code are imported when a command runs, not for `--help`.)"""
+    from saas.common.settings import BusSettings, EventSettings
+
+    class StreamSettings(BusSettings, EventSettings):
+        pass
+
+    return StreamSettings.load()
 
 
 async def _on_bus(work):  # type: ignore[no-untyped-def]
-    settings = StreamSettings.load()
+    from saas.common.bus import Bus
+
+    settings = _settings()
     bus = Bus(settings.nats_url, name="saas-streams")
     await bus.connect()
     try:
@@ -28,6 +36,8 @@ async def _on_bus(work):  # type: ignore[no-untyped-def]
 
 def apply() -> list[str]:
     """Create or update the streams from the environment's settings (a release step)."""
+    from saas.common.events.stream import apply_streams
+
     return asyncio.run(_on_bus(lambda bus, s: apply_streams(bus.js, s)))
 
 
@@ -46,8 +56,10 @@ def apply_command() -> None:
 @streams.command()
 def check() -> None:
     """Compare the streams with the EVENTS_* settings; exit 1 on drift or a missing stream."""
+    from saas.common.events.stream import StreamCheck
+    from saas.common.metrics import Metrics
 
-    async def work(bus: Bus, settings: StreamSettings) -> dict[str, list[str]]:
+    async def work(bus: Bus, settings: Any) -> dict[str, list[str]]:
         return await StreamCheck(bus, settings, Metrics()).check()
 
     found = asyncio.run(_on_bus(work))

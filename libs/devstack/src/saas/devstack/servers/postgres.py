@@ -17,8 +17,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from sqlalchemy.engine import URL
-
 from saas.devstack.database import SUPERUSER, passwords
 from saas.devstack.servers.base import Server, StackError, package_dir
 
@@ -33,6 +31,8 @@ def bin_dir() -> Path:
 
 def admin_url(root: Path, port: int) -> str:
     """The superuser's URL: for bootstrapping the logins, operators' tools and tests."""
+    from sqlalchemy.engine import URL  # here, not at the import of `saas dev` for `saas --help`
+
     url = URL.create(
         "postgresql+asyncpg",
         username=SUPERUSER,
