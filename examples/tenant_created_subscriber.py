@@ -22,7 +22,6 @@ import sqlite3
 from pathlib import Path
 
 import nats
-import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from saas.common.events import InvalidEvent, NewerVersion, parse_event
@@ -85,7 +84,7 @@ async def run(nats_url: str, consumer: str, state: Path) -> None:
     while not stop.is_set():
         try:
             msgs = await sub.fetch(50, timeout=1)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises its own subclass or, at times, asyncio's own
             continue
         for msg in msgs:
             try:

@@ -267,6 +267,15 @@ def test_a_browser_on_an_allowed_origin_can_read_a_429(pair):
 
 
 # -- Redis away, and back ------------------------------------------------------------------------
+async def _in_flight(ops: httpx.AsyncClient) -> float:
+    text = (await ops.get("/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("saas_api_requests_in_flight ")
+    )
+
+
 def metric(child, name: str) -> float:
     text = httpx.get(child.url + "/metrics").text
     return sum(
@@ -358,8 +367,12 @@ async def test_sigterm_under_load_turns_readiness_false_first_and_finishes_every
                 ]
                 # Every request is being answered (the gateway counts them) before the signal.
                 deadline = time.monotonic() + 10
-                while metric(child, "saas_api_requests_in_flight") < 48:
-                    assert time.monotonic() < deadline, "the 48 requests never were in flight"
+                while (counted := await _in_flight(ops)) < 48:
+                    done = [
+                        t.result().status_code for t in in_flight if t.done() and not t.exception()
+                    ]
+                    failed = [repr(t.exception()) for t in in_flight if t.done() and t.exception()]
+                    assert time.monotonic() < deadline, (counted, done, failed[:3])
                     await asyncio.sleep(0.05)
                 child.process.send_signal(signal.SIGTERM)
                 await asyncio.sleep(0.1)

@@ -35,6 +35,7 @@ class HealthChecks:
     checks: dict[str, tuple[Check, bool]] = field(default_factory=dict)
     liveness: dict[str, Alive] = field(default_factory=dict)
     started: bool = False
+    listening: bool = True  # false until every port of the process is bound (the public one last)
     draining: bool = False
     waiting_for: str | None = None  # the start-up step being retried, and why
 
@@ -61,7 +62,7 @@ class HealthChecks:
         results = await asyncio.gather(*(self._run(n, c) for n, (c, _) in self.checks.items()))
         body: dict[str, object] = {}
         failing: dict[str, str] = {}
-        ready = self.started and not self.draining
+        ready = self.started and self.listening and not self.draining
         for name, error in results:
             body[name] = "connected" if error is None else "disconnected"
             if error is not None:
@@ -70,7 +71,7 @@ class HealthChecks:
                     ready = False
         if self.draining:
             status = "draining"
-        elif not self.started:
+        elif not (self.started and self.listening):
             status = "starting"
         else:
             status = "ready" if ready else "not_ready"

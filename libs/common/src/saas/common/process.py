@@ -438,12 +438,14 @@ class ServiceProcess:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
         running: list[tuple[_Server, asyncio.Task[None]]] = []
+        self.health.listening = False  # ready only once every port takes connections
         try:
             for server in listeners:
                 task = loop.create_task(server.serve_caught(), name=f"listener:{server.port}")
                 running.append((server, task))
                 if not await server.wait_started(task):
                     return False
+            self.health.listening = True
             ended = [t for _, t in running]
             waiter = loop.create_task(signalled.wait())
             await asyncio.wait([waiter, *ended], return_when=asyncio.FIRST_COMPLETED)
