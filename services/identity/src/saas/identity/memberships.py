@@ -183,23 +183,7 @@ async def change_role(deps: Deps, claims: Claims, request: ChangeRole, origin: O
         check_role_change(actor, target.role, request.role, await _owners(session, tenant_id))
         if target.role is request.role:
             return target
-        await session.execute(
-            sa.update(memberships)
-            .where(memberships.c.tenant_id == tenant_id, memberships.c.user_id == target_id)
-            .values(role=request.role.value, updated_at=sa.func.now())
-        )
-        await publish(
-            session,
-            origin,
-            MembershipRoleChanged(
-                tenant_id=str(tenant_id),
-                user_id=str(target_id),
-                old_role=target.role.value,
-                new_role=request.role.value,
-            ),
-            tenant_id=str(tenant_id),
-            subject=str(target_id),
-        )
+        await set_role(session, tenant_id, target_id, target.role, request.role, origin)
     return target.model_copy(update={"role": request.role})
 
 
@@ -249,6 +233,31 @@ async def add_member(
     return inserted is not None
 
 
+async def set_role(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    old: Role,
+    new: Role,
+    origin: Origin,
+) -> None:
+    """Change a member's role (in the caller's transaction) and say so."""
+    await session.execute(
+        sa.update(memberships)
+        .where(memberships.c.tenant_id == tenant_id, memberships.c.user_id == user_id)
+        .values(role=new.value, updated_at=sa.func.now())
+    )
+    await publish(
+        session,
+        origin,
+        MembershipRoleChanged(
+            tenant_id=str(tenant_id), user_id=str(user_id), old_role=old.value, new_role=new.value
+        ),
+        tenant_id=str(tenant_id),
+        subject=str(user_id),
+    )
+
+
 # -- between services ----------------------------------------------------------------------------
 async def add_owner(deps: Deps, request: AddOwner, origin: Origin) -> Membership:
     """Tenancy makes a tenant's creator its owner while provisioning; asking again changes
@@ -266,23 +275,7 @@ async def add_owner(deps: Deps, request: AddOwner, origin: Origin) -> Membership
         if current is None:
             await add_member(session, tenant_id, user_id, Role.OWNER, origin)
         elif current is not Role.OWNER:
-            await session.execute(
-                sa.update(memberships)
-                .where(memberships.c.tenant_id == tenant_id, memberships.c.user_id == user_id)
-                .values(role=Role.OWNER.value, updated_at=sa.func.now())
-            )
-            await publish(
-                session,
-                origin,
-                MembershipRoleChanged(
-                    tenant_id=str(tenant_id),
-                    user_id=str(user_id),
-                    old_role=current.value,
-                    new_role=Role.OWNER.value,
-                ),
-                tenant_id=str(tenant_id),
-                subject=str(user_id),
-            )
+            await set_role(session, tenant_id, user_id, current, Role.OWNER, origin)
     return Membership(tenant_id=str(tenant_id), user_id=str(user_id), role=Role.OWNER)
 
 
