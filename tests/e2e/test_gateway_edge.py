@@ -267,22 +267,21 @@ def test_a_browser_on_an_allowed_origin_can_read_a_429(pair):
 
 
 # -- Redis away, and back ------------------------------------------------------------------------
-async def _in_flight(ops: httpx.AsyncClient) -> float:
-    text = (await ops.get("/metrics")).text
+def _summed(metrics_text: str, name: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("saas_api_requests_in_flight ")
+        for line in metrics_text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
     )
 
 
 def metric(child, name: str) -> float:
-    text = httpx.get(child.url + "/metrics").text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
+    return _summed(httpx.get(child.url + "/metrics").text, name)
+
+
+async def _in_flight(ops: httpx.AsyncClient) -> float:
+    """The gateway's requests in flight, read without blocking the test's loop."""
+    return _summed((await ops.get("/metrics")).text, "saas_api_requests_in_flight ")
 
 
 def test_with_redis_down_general_routes_go_on_auth_routes_503_and_the_gateway_stays_ready(
