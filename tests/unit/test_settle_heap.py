@@ -1,4 +1,4 @@
-"""A service process takes what it built at start-up out of the collector's view before serving."""
+"""A service process takes what it built at start-up out of the collector's view once started."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 from saas.common.process import GC_THRESHOLD, settle_heap
 
 
-def test_before_serving_the_start_up_heap_is_frozen_and_collections_come_less_often():
+def test_once_started_the_start_up_heap_is_frozen_and_collections_come_less_often():
     threshold = gc.get_threshold()
     try:
         settle_heap()
