@@ -94,7 +94,8 @@ class Announcements:
 async def owner_token(http: httpx.AsyncClient) -> str:
     email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
     credentials = {"email": email, "password": PASSWORD}
-    assert (await http.post("/api/v1/auth/register", json=credentials)).status_code == 202
+    registered = await http.post("/api/v1/auth/register", json=credentials)
+    assert registered.status_code == 202, registered.text
     login = await http.post("/api/v1/auth/login", json=credentials)
     assert login.status_code == 200, login.text
     return login.json()["access_token"]
@@ -186,7 +187,7 @@ async def stages(db: Database, ids: list[str], wall: dict[str, float]) -> str:
 
 
 async def provisioning(args: argparse.Namespace, bench: Bench) -> None:
-    gateway = bench.children["gateway"].url
+    gateway = bench.children["gateway"].public_url
     bus = Bus(bench.nats_url, name="bench-provisioning")
     await bus.connect()
     db = Database.from_settings(DatabaseSettings(database_url=bench.logins.url(TENANCY.name)))
@@ -206,13 +207,16 @@ async def provisioning(args: argparse.Namespace, bench: Bench) -> None:
                 sequential.append(tenant)
                 await announcements.wait({tenant}, 30)
                 latencies.append(announcements.arrived[tenant] - started)
-            print(
-                f"one after another: {args.sequential} tenants, create -> tenant.created "
-                f"p50 {ms(statistics.median(latencies))}, p99 {ms(pct(latencies, 0.99))}, "
-                f"max {ms(max(latencies))}"
-            )
-            print(f"  {await stages(db, sequential, announcements.wall)}")
+            if latencies:
+                print(
+                    f"one after another: {args.sequential} tenants, create -> tenant.created "
+                    f"p50 {ms(statistics.median(latencies))}, p99 {ms(pct(latencies, 0.99))}, "
+                    f"max {ms(max(latencies))}"
+                )
+                print(f"  {await stages(db, sequential, announcements.wall)}")
 
+            if not args.together:
+                return
             cpu = CpuAccount(bench)
             begun = time.perf_counter()
             made = await asyncio.gather(
