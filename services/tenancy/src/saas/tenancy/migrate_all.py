@@ -3,8 +3,8 @@
 1. The template must be at the head already (`saas migrate` keeps it there, and runs first): a
    tenant provisioned while this runs is cloned from it, so it starts at the head.
 2. One query over every tenant schema's version table (a UNION ALL) finds which are behind; with
-   nothing to do, that is the whole run, and it loads neither SQLAlchemy nor Alembic (asyncpg
-   alone), so the command's start-up is most of its time no more.
+   nothing to do, that is the whole run, and it goes through asyncpg alone: neither SQLAlchemy
+   nor Alembic is imported, whose imports used to be most of the command's time.
 3. Those behind are migrated by `--concurrency` processes, never threads: Alembic's module-level
    state is not thread-safe. Each process keeps one connection and migrates one schema at a time
    in one transaction that first takes the schema's lock, the lock provisioning, deletion and
