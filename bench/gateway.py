@@ -23,8 +23,8 @@ Needs `wrk` (Debian: apt-get install wrk).
     .venv/bin/python bench/gateway.py --profile /tmp/pyspy/bin/py-spy   # where the time goes
 
 With --profile (a py-spy binary; install it in a scratch venv, it is not a project dependency),
-the session run is sampled in the gateway and in identity, and the functions that take the most
-time (themselves and with what they call) are printed for each.
+the session and project-list runs are sampled in the gateway, identity and tenancy, and the
+functions that take the most time (themselves and with what they call) are printed for each.
 """
 
 from __future__ import annotations
@@ -159,11 +159,13 @@ async def access_token(http: httpx.AsyncClient, mail: Path) -> str:
         await asyncio.sleep(0.2)
 
 
-def profiled(py_spy: str, pids: dict[str, int], seconds: int, folder: Path) -> dict[str, Path]:
+def profiled(
+    py_spy: str, pids: dict[str, int], seconds: int, folder: Path, run: str
+) -> dict[str, Path]:
     """Start py-spy on each process for `seconds`; returns where each writes collapsed stacks."""
     outputs = {}
     for name, pid in pids.items():
-        outputs[name] = folder / f"{name}.txt"
+        outputs[name] = folder / f"{run}-{name}.txt"
         subprocess.Popen(
             [
                 py_spy,
@@ -287,21 +289,22 @@ async def main(seconds: int, connections: int, log_level: str, py_spy: str | Non
                 ),
                 measured(partial(wrk, "health", f"{gateway.url}/health", **run), pids),
             ]
-            profiles = {}
-            if py_spy:
-                pids = {n: bench.children[n].process.pid for n in ("gateway", "identity")}
-                profiles = profiled(py_spy, pids, seconds, mail)
-            session_url = f"{gateway.public_url}{API}/users/me/session"
-            results.append(measured(partial(wrk, "session", session_url, token=token, **run), pids))
+            profiles: dict[str, dict[str, Path]] = {}
+
+            def sampled(run_name: str, url: str) -> Result:
+                if py_spy:
+                    profiles[run_name] = profiled(py_spy, pids, seconds, mail, run_name)
+                return measured(partial(wrk, run_name, url, token=token, **run), pids)
+
+            results.append(sampled("session", f"{gateway.public_url}{API}/users/me/session"))
             projects_url = f"{gateway.public_url}{API}/tenants/{slug}/projects?limit={PROJECTS}"
-            results.append(
-                measured(partial(wrk, "projects", projects_url, token=token, **run), pids)
-            )
+            results.append(sampled("projects", projects_url))
             report(results)
-            for name, collapsed in profiles.items():
+            for run_name, collapsed_by_process in profiles.items():
                 await asyncio.sleep(1)  # py-spy writes its file when its duration ends
-                print(f"\n{name}, during the session run ({collapsed}):")
-                top_frames(collapsed)
+                for name, collapsed in collapsed_by_process.items():
+                    print(f"\n{name}, during the {run_name} run ({collapsed}):")
+                    top_frames(collapsed)
     finally:
         bare.terminate()
         bare.wait(10)
@@ -317,7 +320,9 @@ if __name__ == "__main__":
         "--log-level", default="INFO", help="the processes' LOG_LEVEL (INFO: production's)"
     )
     parser.add_argument(
-        "--profile", metavar="PY_SPY", help="a py-spy binary: sample the session run"
+        "--profile",
+        metavar="PY_SPY",
+        help="a py-spy binary: sample the session and project-list runs",
     )
     args = parser.parse_args()
     asyncio.run(main(args.seconds, args.connections, args.log_level, args.profile))
