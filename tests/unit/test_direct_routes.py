@@ -27,8 +27,8 @@ REPLIES = {
     "svc.identity.users.me": b'{"error":{"code":"not_found","message":"no such user"}}',
     "svc.identity.users.tenants": b'{"data":{"items":"not a list"}}',
     "svc.tenancy.projects.list": b'{"data":{"items":[{"id":"p1","name":"One","description":"",'
-    b'"created_by":"u1","created_at":"2026-11-29T15:00:00Z","updated_at":"2026-11-29T15:00:00Z",'
-    b'"secret":"dropped"}],"next_cursor":null}}',
+    b'"created_by":"u1","created_at":"2026-11-29T15:00:00Z","updated_at":"2026-11-29T15:00:00Z"'
+    b'}],"next_cursor":null}}',
     "svc.tenancy.projects.get": b'{"error":{"code":"not_found","message":"no such project"}}',
     "svc.tenancy.tenants.get": b'{"data":{"id":"t1"}}',
     "svc.audit.query": b'{"data":{"items":[],"next_cursor":"c2"}}',
@@ -161,6 +161,16 @@ async def test_the_latency_histogram_is_labelled_with_the_template(apps):
         b'saas_api_request_duration_seconds_count{method="GET",'
         b'route="/api/v1/tenants/{slug}/projects",status="200"}' in text
     )
+
+
+async def test_the_project_list_is_passed_on_as_tenancy_wrote_it(apps):
+    """Relayed (`Upstream.relay`): tenancy's responder sends nothing but the contract model."""
+    direct, _, _ = apps
+    status, headers, body = await _answer(
+        direct, "/api/v1/tenants/acme/projects", {"Authorization": f"Bearer {GOOD}"}
+    )
+    assert status == 200 and ("content-type", "application/json") in headers
+    assert body == REPLIES["svc.tenancy.projects.list"][len(b'{"data":') : -1]
 
 
 async def test_the_reply_is_the_contract_model_not_the_service_bytes(apps):
