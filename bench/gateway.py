@@ -65,11 +65,13 @@ class Result:
     p99_ms: float
     errors: str
     cpu_us: dict[str, float] | None = None  # CPU microseconds per request, by process
+    system: dict[str, float] | None = None  # the kernel's share of that CPU time, by process
 
 
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """Each process's CPU seconds so far: user, and system (the kernel, on its behalf)."""
     times = {name: psutil.Process(pid).cpu_times() for name, pid in pids.items()}
-    return {name: t.user + t.system for name, t in times.items()}
+    return {name: (t.user, t.system) for name, t in times.items()}
 
 
 def measured(result_of, pids: dict[str, int]) -> Result:
@@ -80,9 +82,12 @@ def measured(result_of, pids: dict[str, int]) -> Result:
     after = cpu_seconds(pids)
     requests = max(result.rps, 1e-9)
     seconds = float(result_of.keywords["seconds"])
-    result.cpu_us = {
-        name: (after[name] - before[name]) / (requests * seconds) * 1e6 for name in pids
-    }
+    result.cpu_us, result.system = {}, {}
+    for name in pids:
+        user = after[name][0] - before[name][0]
+        system = after[name][1] - before[name][1]
+        result.cpu_us[name] = (user + system) / (requests * seconds) * 1e6
+        result.system[name] = system / (user + system) if user + system else 0.0
     return result
 
 
@@ -241,14 +246,16 @@ def report(results: list[Result]) -> None:
     bare = results[0].rps
     print(
         f"\n{'':10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'of bare':>8}"
-        f"  {'CPU us per request':28}  errors"
+        f"  {'CPU us per request (kernel share)':58}  errors"
     )
     for r in results:
         share = f"{r.rps / bare:.0%}" if r.rps else "-"
-        cpu = " ".join(f"{n} {us:.0f}" for n, us in (r.cpu_us or {}).items())
+        cpu = " ".join(
+            f"{n} {us:.0f} ({r.system[n]:.0%} sys)" for n, us in (r.cpu_us or {}).items()
+        )
         print(
             f"{r.name:10} {r.rps:11,.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {share:>8}"
-            f"  {cpu:28}  {r.errors}"
+            f"  {cpu:58}  {r.errors}"
         )
 
 
