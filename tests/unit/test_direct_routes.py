@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from nats.errors import NoRespondersError
+from starlette.routing import Mount
 
 from saas.common.bus.requests import Empty
 from saas.common.tokens import Claims, InvalidToken
@@ -250,6 +251,9 @@ def test_a_path_another_get_route_could_match_is_left_to_fastapi():
     assert direct.paths() == set()
     alone = DirectRoutes(None, router.routes[2:], DIRECT)  # type: ignore[arg-type]
     assert alone.paths() == {"/tenants/{slug}/projects"}
+    mounted = [Mount("/tenants", app=Response())]
+    under_a_mount = DirectRoutes(None, router.routes[2:], DIRECT, others=mounted)  # type: ignore[arg-type]
+    assert under_a_mount.paths() == set()
 
 
 async def test_a_response_returned_by_the_endpoint_is_sent_as_it_is():

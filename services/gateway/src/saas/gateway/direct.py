@@ -8,9 +8,10 @@ dependency tree (cache keys, security scopes, generator checks), opens two exit 
 validates the endpoint's model again and renders it. For these routes `DirectRoutes` does what
 FastAPI would, directly: it finds the route by method and path in tables made at start-up (a
 dictionary for fixed paths, the templates' own patterns grouped by their number of segments for
-the rest), calls the same dependency functions, validates the path and query parameters with
-FastAPI's own function (so a bad one is the same 422, raised as the same `RequestValidationError`),
-calls the same endpoint, and writes the reply model as FastAPI would (the same bytes and headers).
+the rest), calls the same dependency functions, reads and validates the path and query
+parameters as FastAPI does (so a bad one is the same 422, raised as the same
+`RequestValidationError`), calls the same endpoint, and writes the reply model as FastAPI would
+(the same bytes and headers).
 
 Everything around the route stays as it is: the edge's middleware before it, the route and its
 path parameters in the scope (the latency histogram is labelled with the route's template), and
@@ -184,16 +185,21 @@ def _segments(path: str) -> list[str | None]:
     return [None if _PARAMETER.match(part) else part for part in path.split("/")]
 
 
-def _overlap(a: list[str | None], b: list[str | None]) -> bool:
-    """Whether some path could match both templates."""
-    return len(a) == len(b) and all(
-        x is None or y is None or x == y for x, y in zip(a, b, strict=True)
-    )
+def _overlap(a: list[str | None], b: list[str | None], *, prefix: bool = False) -> bool:
+    """Whether some path could match both templates (or template `a` and what is under `b`)."""
+    if len(a) < len(b) or (len(a) > len(b) and not prefix):
+        return False
+    return all(x is None or y is None or x == y for x, y in zip(a, b, strict=False))
 
 
 def _answers_get(route: Any) -> bool:
     methods = getattr(route, "methods", None)
     return isinstance(getattr(route, "path", None), str) and (not methods or "GET" in methods)
+
+
+def _mounted(route: Any) -> bool:
+    """A mount (no methods of its own) answers everything under its path."""
+    return not hasattr(route, "methods")
 
 
 class DirectRoutes:
@@ -214,12 +220,19 @@ class DirectRoutes:
         self.table: dict[str, _Direct] = {}  # fixed paths
         self.templates: dict[int, list[tuple[re.Pattern[str], _Direct]]] = {}  # by segments
         routes = list(routes)
-        gets = [(r, _segments(r.path)) for r in [*routes, *others] if _answers_get(r)]
+        gets = [
+            (r, _segments(r.path.rstrip("/") if _mounted(r) else r.path), _mounted(r))
+            for r in [*routes, *others]
+            if _answers_get(r)
+        ]
         for route in routes:
             if not (isinstance(route, APIRoute) and _eligible(route, dependencies)):
                 continue
             mine = _segments(route.path)
-            if any(other is not route and _overlap(mine, shape) for other, shape in gets):
+            if any(
+                other is not route and _overlap(mine, shape, prefix=mount)
+                for other, shape, mount in gets
+            ):
                 continue
             calls = {sub.name: dependencies[sub.call] for sub in route.dependant.dependencies}
             direct = _Direct(route, calls)  # type: ignore[arg-type]
