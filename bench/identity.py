@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import Bench, running  # noqa: E402
+from bench.measure import CpuMeter, pct  # noqa: E402
 from bench.profiling import sampling, top_frames  # noqa: E402
 from saas.common.bus import Bus, BusClient  # noqa: E402
 from saas.common.contracts.identity import (  # noqa: E402
@@ -60,19 +61,25 @@ from saas.identity.settings import IdentitySettings  # noqa: E402
 PASSWORD = "plum-orbit-castle-91"
 
 
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has been busy (every process, ours and anyone else's)."""
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
 def loop_thread_seconds(process: psutil.Process) -> float:
     """CPU seconds of a process's main thread: its event loop (hashing runs on other threads)."""
     return next(t.user_time + t.system_time for t in process.threads() if t.id == process.pid)
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 1 else values[0]
+def cpu_per_login(cpu: dict[str, float], loop: float, machine: float, logins: int) -> str:
+    """Milliseconds of CPU per login: identity's (its event loop thread and its other threads, the
+    hashing pool), each other process's, and the rest of the machine's busy time (others' work)."""
+
+    def ms(seconds: float) -> str:
+        return f"{seconds / logins * 1000:.1f} ms"
+
+    parts = [
+        f"identity {ms(cpu['identity'])} (event loop thread {ms(loop)}, "
+        f"other threads: the hashing pool {ms(cpu['identity'] - loop)})",
+        *(f"{name} {ms(seconds)}" for name, seconds in cpu.items() if name != "identity"),
+        f"the rest of the machine (other work) {ms(machine - sum(cpu.values()))}",
+    ]
+    return "CPU per login            " + ", ".join(parts)
 
 
 async def one_hash_seconds(settings: IdentitySettings, rounds: int = 30) -> float:
@@ -235,10 +242,15 @@ async def measure(args: argparse.Namespace, bench: Bench) -> None:
         )
         for email in emails:  # warm-up: every worker's first login
             await caller.login(email)
-        cpu0 = sum(identity.cpu_times()[:2])
+        processes = {
+            "identity": identity,
+            **{n: psutil.Process(c.process.pid) for n, c in children.items() if n != "identity"},
+            "bench client": psutil.Process(),
+            **bench.servers,
+        }
+        meter = CpuMeter(processes, trees=("postgres",))
+        meter.start()
         loop0 = loop_thread_seconds(identity)
-        me0 = sum(psutil.Process().cpu_times()[:2])
-        machine0 = busy_seconds()
         with (
             sampling(args.profile, {"identity": identity.pid}, profile_folder)
             if args.profile
@@ -247,10 +259,8 @@ async def measure(args: argparse.Namespace, bench: Bench) -> None:
             latencies, errors, elapsed = await closed_loop(
                 args.concurrency, args.logins, lambda n: caller.login(emails[n])
             )
-        login_cpu = sum(identity.cpu_times()[:2]) - cpu0
+        cpu, machine_cpu = meter.stop()
         loop_cpu = loop_thread_seconds(identity) - loop0
-        bench_cpu = sum(psutil.Process().cpu_times()[:2]) - me0
-        machine_cpu = busy_seconds() - machine0
 
         tokens = [(await caller.login(e)).refresh_token for e in emails]
 
@@ -280,13 +290,8 @@ async def measure(args: argparse.Namespace, bench: Bench) -> None:
             f"p50 {statistics.median(latencies) * 1000:.0f} ms "
             f"({statistics.median(latencies) / hash_s:.1f}x one hash), "
             f"p99 {pct(latencies, 0.99) * 1000:.0f} ms, errors {dict(errors) or 'none'}; "
-            f"identity CPU {login_cpu / len(latencies) * 1000:.1f} ms per login\n"
-            f"CPU per login            identity {login_cpu / len(latencies) * 1000:.1f} ms "
-            f"(event loop thread {loop_cpu / len(latencies) * 1000:.1f} ms, other threads: the "
-            f"hashing pool {(login_cpu - loop_cpu) / len(latencies) * 1000:.1f} ms), "
-            f"bench client {bench_cpu / len(latencies) * 1000:.1f} ms, everything else on the "
-            f"machine (PostgreSQL, NATS, other work) "
-            f"{(machine_cpu - login_cpu - bench_cpu) / len(latencies) * 1000:.1f} ms; machine busy "
+            f"identity CPU {cpu['identity'] / len(latencies) * 1000:.1f} ms per login\n"
+            f"{cpu_per_login(cpu, loop_cpu, machine_cpu, len(latencies))}; machine busy "
             f"{machine_cpu / elapsed / cores:.0%}\n"
             f"refreshes via {args.via:<10} {len(r_latencies)} at concurrency {args.concurrency}: "
             f"{len(r_latencies) / r_elapsed:.0f} /s, p50 {statistics.median(r_latencies) * 1000:.1f} ms, "
