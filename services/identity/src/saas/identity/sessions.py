@@ -68,24 +68,15 @@ async def login(deps: Deps, request: LoginRequest, origin: Origin) -> TokenPair:
     address = origin.ip_address
     at = now()
     async with deps.db.session() as session:
-        if address and address_blocked(await _address_state(session, address), at):
-            raise ServiceError(
-                ErrorCode.RATE_LIMITED,
-                "too many failed logins from this address; try again later",
-                {"retry_after": int(deps.lockout.address_block)},
-            )
-        user = (
-            await session.execute(
-                sa.select(
-                    users.c.id,
-                    users.c.password_hash,
-                    users.c.platform_admin,
-                    users.c.failed_logins,
-                    users.c.locks,
-                    users.c.locked_until,
-                ).where(users.c.email == email)
-            )
-        ).one_or_none()
+        row = (await session.execute(_login_lookup(email, address))).one()
+    # Refused without checking any password, so a flood from one address costs no hashing.
+    if address and address_blocked(_address_of(row), at):
+        raise ServiceError(
+            ErrorCode.RATE_LIMITED,
+            "too many failed logins from this address; try again later",
+            {"retry_after": int(deps.lockout.address_block)},
+        )
+    user = row if row.id is not None else None
     # No transaction is held while hashing: it takes tens of milliseconds.
     if user is None:
         await deps.passwords.verify_nobody(request.password)
@@ -117,9 +108,9 @@ async def login(deps: Deps, request: LoginRequest, origin: Origin) -> TokenPair:
             values |= {"password_hash": new_hash, "updated_at": sa.func.now()}
         if values:
             await session.execute(sa.update(users).where(users.c.id == user.id).values(**values))
-        family_id = uuid.uuid4()
-        await session.execute(sa.insert(refresh_families).values(id=family_id, user_id=user.id))
-        pair = await _issue(deps, session, signer, user.id, family_id, user.platform_admin)
+        pair = await _issue(
+            deps, session, signer, user.id, uuid.uuid4(), user.platform_admin, new_family=True
+        )
         await publish(
             session,
             origin,
@@ -180,10 +171,39 @@ async def _count_account_failure(
         )
 
 
-async def _address_state(session: AsyncSession, address: str, *, lock: bool = False):
+def _login_lookup(email: str, address: str | None) -> sa.Select:
+    """A login's one read, one row whether or not the account exists: the account's columns
+    (nulls when there is none) and the client address's failure record (nulls when it has none,
+    or when there is no address)."""
+    one = sa.select(sa.literal_column("1").label("one")).subquery("one")
+    return sa.select(
+        users.c.id,
+        users.c.password_hash,
+        users.c.platform_admin,
+        users.c.failed_logins,
+        users.c.locks,
+        users.c.locked_until,
+        address_failures.c.window_started_at,
+        address_failures.c.failures,
+        address_failures.c.blocked_until,
+    ).select_from(
+        one.outerjoin(users, users.c.email == email).outerjoin(
+            address_failures,
+            address_failures.c.address == address if address else sa.false(),
+        )
+    )
+
+
+def _address_of(row) -> AddressState | None:
+    if row.window_started_at is None:
+        return None
+    return AddressState(row.window_started_at, row.failures, row.blocked_until)
+
+
+async def _locked_address_state(session: AsyncSession, address: str) -> AddressState | None:
     query = sa.select(address_failures).where(address_failures.c.address == address)
-    row = (await session.execute(query.with_for_update() if lock else query)).one_or_none()
-    return AddressState(row.window_started_at, row.failures, row.blocked_until) if row else None
+    row = (await session.execute(query.with_for_update())).one_or_none()
+    return _address_of(row) if row else None
 
 
 async def _count_address_failure(
@@ -194,7 +214,7 @@ async def _count_address_failure(
         .values(address=address, window_started_at=at, failures=0)
         .on_conflict_do_nothing()
     )
-    new = address_after_failure(deps.lockout, await _address_state(session, address, lock=True), at)
+    new = address_after_failure(deps.lockout, await _locked_address_state(session, address), at)
     await session.execute(
         sa.update(address_failures)
         .where(address_failures.c.address == address)
@@ -214,16 +234,22 @@ async def _issue(
     user_id: uuid.UUID,
     family_id: uuid.UUID,
     platform_admin: bool,
+    *,
+    new_family: bool = False,
 ) -> TokenPair:
+    """A refresh token of the family and an access token; with `new_family`, the family is
+    created in the same statement (a login)."""
     s = deps.settings
     refresh, refresh_hash = new_refresh_token()
-    await session.execute(
-        sa.insert(refresh_tokens).values(
-            token_hash=refresh_hash,
-            family_id=family_id,
-            expires_at=now() + timedelta(seconds=s.refresh_token_ttl),
-        )
+    insert_token = sa.insert(refresh_tokens).values(
+        token_hash=refresh_hash,
+        family_id=family_id,
+        expires_at=now() + timedelta(seconds=s.refresh_token_ttl),
     )
+    if new_family:  # the token's foreign key is checked at the statement's end: the family is there
+        family = sa.insert(refresh_families).values(id=family_id, user_id=user_id)
+        insert_token = insert_token.add_cte(family.cte("family"))
+    await session.execute(insert_token)
     access = sign_access_token(
         key=signer.key,
         kid=signer.kid,
