@@ -68,7 +68,7 @@ async def login(deps: Deps, request: LoginRequest, origin: Origin) -> TokenPair:
     address = origin.ip_address
     at = now()
     async with deps.db.session() as session:
-        row = (await session.execute(_login_lookup(email, address))).one()
+        row = (await session.execute(_LOGIN_LOOKUP, {"email": email, "address": address})).one()
     # Refused without checking any password, so a flood from one address costs no hashing.
     if address and address_blocked(_address_of(row), at):
         raise ServiceError(
@@ -171,27 +171,38 @@ async def _count_account_failure(
         )
 
 
-def _login_lookup(email: str, address: str | None) -> sa.Select:
-    """A login's one read, one row whether or not the account exists: the account's columns
-    (nulls when there is none) and the client address's failure record (nulls when it has none,
-    or when there is no address)."""
-    one = sa.select(sa.literal_column("1").label("one")).subquery("one")
-    return sa.select(
-        users.c.id,
-        users.c.password_hash,
-        users.c.platform_admin,
-        users.c.failed_logins,
-        users.c.locks,
-        users.c.locked_until,
-        address_failures.c.window_started_at,
-        address_failures.c.failures,
-        address_failures.c.blocked_until,
-    ).select_from(
-        one.outerjoin(users, users.c.email == email).outerjoin(
-            address_failures,
-            address_failures.c.address == address if address else sa.false(),
-        )
+# Built once: building a statement and its cache key costs more Python than running it does.
+_ONE_ROW = sa.select(sa.literal_column("1").label("one")).subquery("one")
+# A login's one read, one row whether or not the account exists: the account's columns (nulls
+# when there is none) and the client address's failure record (nulls when it has none, or when
+# there is no address: `address = NULL` matches nothing).
+_LOGIN_LOOKUP = sa.select(
+    users.c.id,
+    users.c.password_hash,
+    users.c.platform_admin,
+    users.c.failed_logins,
+    users.c.locks,
+    users.c.locked_until,
+    address_failures.c.window_started_at,
+    address_failures.c.failures,
+    address_failures.c.blocked_until,
+).select_from(
+    _ONE_ROW.outerjoin(users, users.c.email == sa.bindparam("email")).outerjoin(
+        address_failures, address_failures.c.address == sa.bindparam("address")
     )
+)
+_INSERT_REFRESH_TOKEN = sa.insert(refresh_tokens).values(
+    token_hash=sa.bindparam("token_hash"),
+    family_id=sa.bindparam("family_id"),
+    expires_at=sa.bindparam("expires_at"),
+)
+# A login's new family, in the statement of its first token: the token's foreign key is checked
+# at the statement's end, when the family is there.
+_INSERT_FAMILY_AND_REFRESH_TOKEN = _INSERT_REFRESH_TOKEN.add_cte(
+    sa.insert(refresh_families)
+    .values(id=sa.bindparam("family_id"), user_id=sa.bindparam("user_id"))
+    .cte("family")
+)
 
 
 def _address_of(row) -> AddressState | None:
@@ -241,15 +252,15 @@ async def _issue(
     created in the same statement (a login)."""
     s = deps.settings
     refresh, refresh_hash = new_refresh_token()
-    insert_token = sa.insert(refresh_tokens).values(
-        token_hash=refresh_hash,
-        family_id=family_id,
-        expires_at=now() + timedelta(seconds=s.refresh_token_ttl),
-    )
-    if new_family:  # the token's foreign key is checked at the statement's end: the family is there
-        family = sa.insert(refresh_families).values(id=family_id, user_id=user_id)
-        insert_token = insert_token.add_cte(family.cte("family"))
-    await session.execute(insert_token)
+    token = {
+        "token_hash": refresh_hash,
+        "family_id": family_id,
+        "expires_at": now() + timedelta(seconds=s.refresh_token_ttl),
+    }
+    if new_family:
+        await session.execute(_INSERT_FAMILY_AND_REFRESH_TOKEN, {**token, "user_id": user_id})
+    else:
+        await session.execute(_INSERT_REFRESH_TOKEN, token)
     access = sign_access_token(
         key=signer.key,
         kid=signer.kid,
