@@ -290,24 +290,31 @@ class _Presented:
     expired: bool
 
 
+# The presented refresh token's row and family, locked for the rest of the transaction.
+_PRESENTED = (
+    sa.select(
+        refresh_tokens.c.used_at,
+        refresh_tokens.c.expires_at,
+        refresh_families.c.id.label("family_id"),
+        refresh_families.c.revoked_at,
+        users.c.id.label("user_id"),
+        users.c.platform_admin,
+    )
+    .join(refresh_families, refresh_families.c.id == refresh_tokens.c.family_id)
+    .join(users, users.c.id == refresh_families.c.user_id)
+    .where(refresh_tokens.c.token_hash == sa.bindparam("token_hash"))
+    .with_for_update(of=[refresh_tokens, refresh_families])
+)
+_MARK_USED = (
+    sa.update(refresh_tokens)
+    .where(refresh_tokens.c.token_hash == sa.bindparam("presented_hash"))
+    .values(used_at=sa.func.now())
+)
+
+
 async def _presented(session: AsyncSession, token: str) -> _Presented | None:
     """The presented refresh token's row and family, locked for the rest of the transaction."""
-    row = (
-        await session.execute(
-            sa.select(
-                refresh_tokens.c.used_at,
-                refresh_tokens.c.expires_at,
-                refresh_families.c.id.label("family_id"),
-                refresh_families.c.revoked_at,
-                users.c.id.label("user_id"),
-                users.c.platform_admin,
-            )
-            .join(refresh_families, refresh_families.c.id == refresh_tokens.c.family_id)
-            .join(users, users.c.id == refresh_families.c.user_id)
-            .where(refresh_tokens.c.token_hash == digest(token))
-            .with_for_update(of=[refresh_tokens, refresh_families])
-        )
-    ).one_or_none()
+    row = (await session.execute(_PRESENTED, {"token_hash": digest(token)})).one_or_none()
     if row is None:
         return None
     return _Presented(
@@ -341,11 +348,7 @@ async def refresh(deps: Deps, request: RefreshRequest, origin: Origin) -> TokenP
             )
             pair, reused = None, True
         else:
-            await session.execute(
-                sa.update(refresh_tokens)
-                .where(refresh_tokens.c.token_hash == digest(request.refresh_token))
-                .values(used_at=sa.func.now())
-            )
+            await session.execute(_MARK_USED, {"presented_hash": digest(request.refresh_token)})
             pair = await _issue(
                 deps,
                 session,
