@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import running  # noqa: E402
+from bench.profiling import sampling, top_frames  # noqa: E402
 from saas.devstack.servers import free_port  # noqa: E402
 
 PASSWORD = "plum-orbit-castle-91"
@@ -164,62 +165,6 @@ async def access_token(http: httpx.AsyncClient, mail: Path) -> str:
         await asyncio.sleep(0.2)
 
 
-def profiled(
-    py_spy: str, pids: dict[str, int], seconds: int, folder: Path, run: str
-) -> dict[str, Path]:
-    """Start py-spy on each process for `seconds`; returns where each writes collapsed stacks."""
-    outputs = {}
-    for name, pid in pids.items():
-        outputs[name] = folder / f"{run}-{name}.txt"
-        subprocess.Popen(
-            [
-                py_spy,
-                "record",
-                "--pid",
-                str(pid),
-                "--duration",
-                str(seconds),
-                "--rate",
-                "200",
-                "--format",
-                "raw",
-                "--output",
-                str(outputs[name]),
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    return outputs
-
-
-def top_frames(collapsed: Path, n: int = 45) -> None:
-    """The functions with the most samples on the stack (inclusive), and where samples end
-    (exclusive: the function itself running)."""
-    inclusive: dict[str, int] = {}
-    exclusive: dict[str, int] = {}
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        samples = int(count)
-        frames = [
-            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
-            if " (" in f
-            else f
-            for f in stack.split(";")
-        ]
-        total += samples
-        for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + samples
-        exclusive[frames[-1]] = exclusive.get(frames[-1], 0) + samples
-    print(f"  {total} samples; inclusive (function and what it calls):")
-    for frame, samples in sorted(inclusive.items(), key=lambda kv: -kv[1])[:n]:
-        print(f"    {samples / total:6.1%}  {frame}")
-    print("  exclusive (the function itself):")
-    for frame, samples in sorted(exclusive.items(), key=lambda kv: -kv[1])[:n]:
-        print(f"    {samples / total:6.1%}  {frame}")
-
-
 async def tenant_with_projects(http: httpx.AsyncClient, token: str) -> str:
     """A ready tenant of the bench's user with PROJECTS projects; its slug."""
     auth = {"Authorization": f"Bearer {token}"}
@@ -299,16 +244,19 @@ async def main(seconds: int, connections: int, log_level: str, py_spy: str | Non
             profiles: dict[str, dict[str, Path]] = {}
 
             def sampled(run_name: str, url: str) -> Result:
-                if py_spy:
-                    profiles[run_name] = profiled(py_spy, pids, seconds, mail, run_name)
-                return measured(partial(wrk, run_name, url, token=token, **run), pids)
+                job = partial(wrk, run_name, url, token=token, **run)
+                if not py_spy:
+                    return measured(job, pids)
+                folder = mail / run_name
+                folder.mkdir()
+                with sampling(py_spy, pids, folder) as profiles[run_name]:
+                    return measured(job, pids)
 
             results.append(sampled("session", f"{gateway.public_url}{API}/users/me/session"))
             projects_url = f"{gateway.public_url}{API}/tenants/{slug}/projects?limit={PROJECTS}"
             results.append(sampled("projects", projects_url))
             report(results)
             for run_name, collapsed_by_process in profiles.items():
-                await asyncio.sleep(1)  # py-spy writes its file when its duration ends
                 for name, collapsed in collapsed_by_process.items():
                     print(f"\n{name}, during the {run_name} run ({collapsed}):")
                     top_frames(collapsed)
