@@ -3,7 +3,8 @@ the tenant, so asking again while one runs gets the running one, never a second.
 
 The service starts them in the background (`Starts`), after the tenant is committed: a caller
 never waits on Temporal (were it away or slow, the gateway would time out and the request look
-failed though the tenant exists). A start waits a few seconds at most; one that fails is left to
+failed though the tenant exists). A start waits a few seconds at most and is tried again a few
+times (a server busy with a burst of starts answers a later one); one that still fails is left to
 the reconciler, which starts the workflow once Temporal is back.
 """
 
@@ -17,6 +18,7 @@ from datetime import timedelta
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from saas.common.components import Component
+from saas.common.lifecycle import backoff
 from saas.common.logging import get_logger
 from saas.common.temporal import Temporal
 from saas.tenancy.workflows import (
@@ -29,6 +31,7 @@ from saas.tenancy.workflows.inputs import TenantInput
 
 log = get_logger(__name__)
 START_TIMEOUT = 3.0  # seconds
+START_ATTEMPTS = 4  # 0.5, 1 and 2 s apart: a start has some 15 s before the reconciler's turn
 Start = Callable[[Temporal, str, TenantInput], Awaitable[None]]
 
 
@@ -76,14 +79,22 @@ class Starts(Component):
         task.add_done_callback(self._pending.discard)
 
     async def _run(self, start: Start, tenant: TenantInput) -> None:
-        try:
-            await start(self.temporal, self.task_queue, tenant)
-        except Exception as exc:  # committed already: the reconciler starts it later
-            log.warning(
-                "could not start the tenant's workflow; the reconciler will",
-                tenant_id=tenant.tenant_id,
-                error=repr(exc),
-            )
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                await start(self.temporal, self.task_queue, tenant)
+                return
+            except Exception as exc:  # committed already: the reconciler starts it later
+                if attempt == START_ATTEMPTS:
+                    log.warning(
+                        "could not start the tenant's workflow; the reconciler will",
+                        tenant_id=tenant.tenant_id,
+                        attempts=attempt,
+                        error=repr(exc),
+                    )
+                    return
+                # A busy server (a burst of creates) answers the next try; the reconciler
+                # comes only after TENANCY_RECONCILE_AFTER.
+                await asyncio.sleep(backoff(attempt, first=0.5, cap=4.0))
 
     async def start(self) -> None:
         """Nothing to begin: starts are made as requests commit tenants."""
