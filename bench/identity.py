@@ -5,14 +5,21 @@ and runs the real identity process (and, with --via gateway, the real gateway). 
 
 - the argon2id parameters and the time of one hash on this machine (in this process, one core),
   and what the cores allow: cores / time of one hash, the ceiling of logins per second;
-- access-token verification per second in-process (`saas.common.tokens.TokenVerifier`, keys
-  cached, one core);
+- access-token verification per second in-process (`saas.common.tokens.TokenVerifier`, one
+  core): with the verifier's cache of verified tokens off, so that every call checks the
+  signature and the claims (the keys are fetched once); and, labelled as such, the same token
+  answered from that cache (a dictionary lookup: what a client's later requests cost);
 - login latency p50/p99 and throughput at --concurrency (8) over the bus (`svc.identity.login`,
   as the gateway sends it) or through the gateway (`POST /api/v1/auth/login`), and any error;
 - refresh throughput at the same concurrency (each worker rotates its own family).
 
     .venv/bin/python bench/identity.py
     .venv/bin/python bench/identity.py --via gateway
+    .venv/bin/python bench/identity.py --profile /tmp/pyspy/bin/py-spy   # where identity's time goes
+
+With --profile (a py-spy binary; install it in a scratch venv, it is not a project dependency),
+the identity process is sampled during the logins and the functions that take the most time are
+printed (the sampler shares the machine: the login figures of such a run are not comparable).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
@@ -35,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import Bench, running  # noqa: E402
+from bench.measure import CpuMeter, pct  # noqa: E402
+from bench.profiling import sampling, top_frames  # noqa: E402
 from saas.common.bus import Bus, BusClient  # noqa: E402
 from saas.common.contracts.identity import (  # noqa: E402
     Accepted,
@@ -51,14 +61,25 @@ from saas.identity.settings import IdentitySettings  # noqa: E402
 PASSWORD = "plum-orbit-castle-91"
 
 
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has been busy (every process, ours and anyone else's)."""
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+def loop_thread_seconds(process: psutil.Process) -> float:
+    """CPU seconds of a process's main thread: its event loop (hashing runs on other threads)."""
+    return next(t.user_time + t.system_time for t in process.threads() if t.id == process.pid)
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 1 else values[0]
+def cpu_per_login(cpu: dict[str, float], loop: float, machine: float, logins: int) -> str:
+    """Milliseconds of CPU per login: identity's (its event loop thread and its other threads, the
+    hashing pool), each other process's, and the rest of the machine's busy time (others' work)."""
+
+    def ms(seconds: float) -> str:
+        return f"{seconds / logins * 1000:.1f} ms"
+
+    parts = [
+        f"identity {ms(cpu['identity'])} (event loop thread {ms(loop)}, "
+        f"other threads: the hashing pool {ms(cpu['identity'] - loop)})",
+        *(f"{name} {ms(seconds)}" for name, seconds in cpu.items() if name != "identity"),
+        f"the rest of the machine (other work) {ms(machine - sum(cpu.values()))}",
+    ]
+    return "CPU per login            " + ", ".join(parts)
 
 
 async def one_hash_seconds(settings: IdentitySettings, rounds: int = 30) -> float:
@@ -99,12 +120,20 @@ async def pool_hashes_per_second(
     return done / (time.perf_counter() - started)
 
 
-async def verifications_per_second(token: str, jwks: dict, seconds: float = 3.0) -> float:
+async def verifications_per_second(
+    token: str, jwks: dict, *, cached: bool, seconds: float = 3.0
+) -> float:
+    """`TokenVerifier.verify` of one token in a loop: without the cache of verified tokens, each
+    call checks the signature and the claims; with it, each call after the first is a lookup."""
+
     async def fetch() -> dict:
         return jwks
 
-    verifier = TokenVerifier(fetch, TokenPolicy("saas-identity", "saas-api"))
-    await verifier.verify(token)  # keys cached from here on
+    policy = TokenPolicy("saas-identity", "saas-api")
+    verifier = (
+        TokenVerifier(fetch, policy) if cached else TokenVerifier(fetch, policy, cache_size=0)
+    )
+    await verifier.verify(token)  # keys fetched from here on
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         for _ in range(200):
@@ -204,19 +233,34 @@ async def measure(args: argparse.Namespace, bench: Bench) -> None:
         jwks = (await bus.nc.request("svc.identity.jwks", b"{}", timeout=5)).data
         import orjson
 
-        verify_rate = await verifications_per_second(pair.access_token, orjson.loads(jwks)["data"])
+        jwks = orjson.loads(jwks)["data"]
+        verify_rate = await verifications_per_second(pair.access_token, jwks, cached=False)
+        cached_rate = await verifications_per_second(pair.access_token, jwks, cached=True)
 
+        profile_folder = (
+            Path(tempfile.mkdtemp(prefix="saas-bench-profile-")) if args.profile else None
+        )
         for email in emails:  # warm-up: every worker's first login
             await caller.login(email)
-        cpu0 = sum(identity.cpu_times()[:2])
-        me0 = sum(psutil.Process().cpu_times()[:2])
-        machine0 = busy_seconds()
-        latencies, errors, elapsed = await closed_loop(
-            args.concurrency, args.logins, lambda n: caller.login(emails[n])
-        )
-        login_cpu = sum(identity.cpu_times()[:2]) - cpu0
-        bench_cpu = sum(psutil.Process().cpu_times()[:2]) - me0
-        machine_cpu = busy_seconds() - machine0
+        processes = {
+            "identity": identity,
+            **{n: psutil.Process(c.process.pid) for n, c in children.items() if n != "identity"},
+            "bench client": psutil.Process(),
+            **bench.servers,
+        }
+        meter = CpuMeter(processes, trees=("postgres",))
+        meter.start()
+        loop0 = loop_thread_seconds(identity)
+        with (
+            sampling(args.profile, {"identity": identity.pid}, profile_folder)
+            if args.profile
+            else nullcontext({})
+        ) as profiles:
+            latencies, errors, elapsed = await closed_loop(
+                args.concurrency, args.logins, lambda n: caller.login(emails[n])
+            )
+        cpu, machine_cpu = meter.stop()
+        loop_cpu = loop_thread_seconds(identity) - loop0
 
         tokens = [(await caller.login(e)).refresh_token for e in emails]
 
@@ -237,22 +281,25 @@ async def measure(args: argparse.Namespace, bench: Bench) -> None:
             f"one hash {hash_s * 1000:.1f} ms -> ceiling {ceiling:.1f} logins/s on {cores} cores\n"
             f"hashing pool alone       {pool_rate:.1f} hashes/s at concurrency {args.concurrency} "
             f"(measured now, with whatever else runs on the machine)\n"
-            f"token verification       {verify_rate:,.0f} /s in-process (one core, keys cached)\n"
+            f"token verification       {verify_rate:,.0f} /s in-process (one core: signature and "
+            f"claims checked on every call)\n"
+            f"  from the verifier's cache {cached_rate:,.0f} /s (the same token again: a lookup, "
+            f"no verification)\n"
             f"logins via {args.via:<13} {len(latencies)} at concurrency {args.concurrency}: "
             f"{rate:.1f} /s ({rate / ceiling:.0%} of the ceiling, {rate / pool_rate:.0%} of the pool alone), "
             f"p50 {statistics.median(latencies) * 1000:.0f} ms "
             f"({statistics.median(latencies) / hash_s:.1f}x one hash), "
             f"p99 {pct(latencies, 0.99) * 1000:.0f} ms, errors {dict(errors) or 'none'}; "
-            f"identity CPU {login_cpu / len(latencies) * 1000:.1f} ms per login\n"
-            f"CPU per login            identity {login_cpu / len(latencies) * 1000:.1f} ms, "
-            f"bench client {bench_cpu / len(latencies) * 1000:.1f} ms, everything else on the "
-            f"machine (PostgreSQL, NATS, other work) "
-            f"{(machine_cpu - login_cpu - bench_cpu) / len(latencies) * 1000:.1f} ms; machine busy "
+            f"identity CPU {cpu['identity'] / len(latencies) * 1000:.1f} ms per login\n"
+            f"{cpu_per_login(cpu, loop_cpu, machine_cpu, len(latencies))}; machine busy "
             f"{machine_cpu / elapsed / cores:.0%}\n"
             f"refreshes via {args.via:<10} {len(r_latencies)} at concurrency {args.concurrency}: "
             f"{len(r_latencies) / r_elapsed:.0f} /s, p50 {statistics.median(r_latencies) * 1000:.1f} ms, "
             f"p99 {pct(r_latencies, 0.99) * 1000:.1f} ms, errors {dict(r_errors) or 'none'}"
         )
+        for name, collapsed in profiles.items():
+            print(f"\n{name}, during the logins ({collapsed}, sampled with py-spy):")
+            top_frames(collapsed)
     finally:
         if http is not None:
             await http.aclose()
@@ -265,6 +312,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--logins", type=int, default=400)
     parser.add_argument("--refreshes", type=int, default=3000)
+    parser.add_argument(
+        "--profile", metavar="PY_SPY", help="a py-spy binary: sample identity during the logins"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -82,6 +82,8 @@ def _tree_cpu(process: psutil.Process, *, with_children: bool) -> dict[int, floa
         except psutil.Error:  # ended meanwhile
             continue
         found[p.pid] = times.user + times.system
+        if with_children and p is process:  # and the children it has reaped (ended backends)
+            found[p.pid] += times.children_user + times.children_system
     return found
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
 
-from bench.harness import Bench, running  # noqa: E402
+from bench.harness import Bench, processes_running, servers_running  # noqa: E402
+from bench.measure import CpuMeter  # noqa: E402
 from saas.common.bus import Bus  # noqa: E402
 from saas.common.db import Database  # noqa: E402
 from saas.common.db_roles import MIGRATE, TENANCY  # noqa: E402
@@ -123,27 +125,77 @@ async def statuses(db: Database, ids: list[str]) -> dict[str, int]:
 
 
 class CpuAccount:
-    """CPU seconds each of our processes, and the whole machine, spent between two moments
-    (the machine's includes PostgreSQL, NATS, Temporal and anyone else's work)."""
+    """CPU seconds each of our processes, PostgreSQL (the server and its backends), the Temporal
+    dev server, NATS and the whole machine spent between two moments (the machine's includes
+    anyone else's work); PostgreSQL's also by whose connections spent it."""
 
-    def __init__(self, bench: Bench) -> None:
-        self.processes = {
+    def __init__(self, bench: Bench, servers: dict[str, psutil.Process]) -> None:
+        processes = {
             name: psutil.Process(child.process.pid)
             for name, child in bench.children.items()
             if child.process is not None
         }
-        self.before = self._now()
+        self.meter = CpuMeter({**processes, **servers}, trees=tuple(servers))
+        self.postgres = servers.get("postgres")
+        self.backends = self._backends()
+        self.sessions = 0
+        self.meter.start()
 
-    def _now(self) -> dict[str, float]:
-        now = {name: sum(p.cpu_times()[:2]) for name, p in self.processes.items()}
-        t = psutil.cpu_times()
-        now["machine"] = t.user + t.nice + t.system + t.irq + t.softirq + t.steal
-        return now
+    @classmethod
+    async def begin(
+        cls, bench: Bench, servers: dict[str, psutil.Process], db: Database
+    ) -> CpuAccount:
+        account = cls(bench, servers)
+        account.sessions = await _sessions(db)
+        return account
 
-    def per(self, count: int) -> str:
-        after = self._now()
-        spent = {k: (after[k] - self.before[k]) / count for k in after}
-        return ", ".join(f"{k} {ms(v)}" for k, v in spent.items())
+    def _backends(self) -> dict[int, float]:
+        if self.postgres is None:
+            return {}
+        found = {}
+        for p in self.postgres.children(recursive=True):
+            try:
+                found[p.pid] = sum(p.cpu_times()[:2])
+            except psutil.Error:
+                continue
+        return found
+
+    async def per(self, count: int, db: Database) -> str:
+        used, machine = self.meter.stop()
+        spent = {**used, "machine": machine}
+        line = ", ".join(f"{k} {ms(v / count)}" for k, v in spent.items())
+        if self.postgres is None:
+            return line
+        after = self._backends()
+        async with db.session() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT pid, coalesce(nullif(application_name, ''), backend_type) FROM pg_stat_activity"
+                )
+            )
+            names = dict(rows.all())
+        by: dict[str, float] = {}
+        for pid, cpu in after.items():
+            name = names.get(pid) or "other"
+            by[name] = by.get(name, 0.0) + cpu - self.backends.get(pid, 0.0)
+        by["ended connections, the server's own"] = used["postgres"] - sum(by.values())
+        ranked = sorted(by.items(), key=lambda kv: -kv[1])
+        opened = await _sessions(db) - self.sessions
+        return (
+            line
+            + "\n  postgres by connection: "
+            + ", ".join(f"{k} {ms(v / count)}" for k, v in ranked if v >= 0.0005 * count)
+            + f"; {opened} connections opened ({opened / count:.1f} per tenant)"
+        )
+
+
+async def _sessions(db: Database) -> int:
+    """Connections the database has had since its statistics began (PostgreSQL 14 and later)."""
+    async with db.session() as session:
+        found = await session.execute(
+            text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        )
+        return int(found.scalar() or 0)
 
 
 async def stages(db: Database, ids: list[str], wall: dict[str, float]) -> str:
@@ -186,7 +238,9 @@ async def stages(db: Database, ids: list[str], wall: dict[str, float]) -> str:
     )
 
 
-async def provisioning(args: argparse.Namespace, bench: Bench) -> None:
+async def provisioning(
+    args: argparse.Namespace, bench: Bench, servers: dict[str, psutil.Process]
+) -> None:
     gateway = bench.children["gateway"].public_url
     bus = Bus(bench.nats_url, name="bench-provisioning")
     await bus.connect()
@@ -217,7 +271,7 @@ async def provisioning(args: argparse.Namespace, bench: Bench) -> None:
 
             if not args.together:
                 return
-            cpu = CpuAccount(bench)
+            cpu = await CpuAccount.begin(bench, servers, db)
             begun = time.perf_counter()
             made = await asyncio.gather(
                 *(create(http, token, "burst") for _ in range(args.together))
@@ -232,7 +286,7 @@ async def provisioning(args: argparse.Namespace, bench: Bench) -> None:
                 f"p50 {ms(statistics.median(arrived))}, p99 {ms(pct(arrived, 0.99))}, "
                 f"{len(arrived) / (last - begun):.1f} tenants/s; ended {ended}"
             )
-            print(f"  CPU per tenant: {cpu.per(args.together)}")
+            print(f"  CPU per tenant: {await cpu.per(args.together, db)}")
             print(f"  {await stages(db, list(ids), announcements.wall)}")
     finally:
         await db.dispose()
@@ -267,6 +321,9 @@ async def seed_tenants(bench: Bench, count: int) -> None:
 
 
 def migrate_all(bench: Bench, migrations: Path, concurrency: int) -> tuple[float, str]:
+    """The wall time of a run, and its summary line with the CPU seconds the command and the
+    processes it started spent (user + system: less sensitive to other people's load)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [
@@ -289,9 +346,11 @@ def migrate_all(bench: Bench, migrations: Path, concurrency: int) -> tuple[float
         check=False,
     )
     elapsed = time.perf_counter() - started
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = now.ru_utime - used.ru_utime + now.ru_stime - used.ru_stime
     if done.returncode != 0:
         raise SystemExit(f"migrate-all failed:\n{done.stdout}\n{done.stderr}")
-    return elapsed, done.stderr.strip().splitlines()[-1]
+    return elapsed, f"{done.stderr.strip().splitlines()[-1]}; CPU {cpu:.2f} s"
 
 
 def startup() -> float:
@@ -339,9 +398,13 @@ async def migrating(args: argparse.Namespace, bench: Bench) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
-    async with running(PROCESSES, servers=("postgres", "nats", "temporal")) as bench:
+    async with (
+        servers_running(("postgres", "nats", "temporal")) as at,
+        processes_running(at, PROCESSES) as children,
+    ):
+        bench = Bench(at.folder, at.logins, at.nats_url, children, at.env)
         if args.together or args.sequential:
-            await provisioning(args, bench)
+            await provisioning(args, bench, at.server_processes())
         if args.tenants:
             await migrating(args, bench)
 

@@ -186,6 +186,27 @@ async def test_an_address_with_too_many_failures_is_refused_without_hashing(iden
     assert await identity.login(email, ip="203.0.113.100")  # another address is not
 
 
+async def test_a_login_without_a_client_address_counts_against_the_account_only(identity):
+    email = await identity.signed_up()
+    login = LoginRequest(email=email, password=PASSWORD)
+    assert (await identity.call("login", login, TokenPair, ip=None)).access_token
+    wrong = LoginRequest(email=email, password="wrong-password-1")
+    assert (await refused(identity.call("login", wrong, TokenPair, ip=None))).code is (
+        ErrorCode.UNAUTHORIZED
+    )
+    unknown = LoginRequest(email=new_email(), password=PASSWORD)
+    assert (await refused(identity.call("login", unknown, TokenPair, ip=None))).code is (
+        ErrorCode.UNAUTHORIZED
+    )
+    async with identity.db.session() as session:
+        failed = (
+            await session.execute(
+                text("SELECT failed_logins FROM identity.users WHERE email = :e"), {"e": email}
+            )
+        ).scalar_one()
+    assert failed == 1
+
+
 async def test_failed_logins_are_events_without_the_password(identity):
     email = await identity.signed_up()
     await refused(identity.login(email, "wrong-Password-secret-9", ip="198.51.100.40"))

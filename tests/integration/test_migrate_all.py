@@ -115,13 +115,20 @@ async def provision(worker: ServiceProcess, queue: str, tenants: list[TenantInpu
     )
 
 
+# The command as `saas` runs it, saying at exit which of SQLAlchemy and Alembic it had loaded.
+SAYING_WHAT_IT_LOADED = """
+import atexit, runpy, sys
+atexit.register(lambda: print("loaded:", sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "alembic"})))
+sys.argv = ["saas", "tenants", "migrate-all", *sys.argv[1:]]
+runpy.run_module("saas.common.cli", run_name="__main__", alter_sys=True)
+"""
+
+
 async def migrate_all(release: Release, migrations: Path, *args: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "saas.common.cli",
-        "tenants",
-        "migrate-all",
+        "-c",
+        SAYING_WHAT_IT_LOADED,
         *args,
         env={
             **os.environ,
@@ -281,3 +288,9 @@ async def test_migrate_all_names_its_failures_goes_on_and_can_run_again(
         await session.execute(text("ALTER TABLE projects DROP COLUMN archived_at"))
     code, output = await migrate_all(release, release.new)
     assert code == 0 and "1 migrated, 5 already at head, 0 failed" in output, output
+
+    # With nothing to do, the plan is read through asyncpg alone: neither is loaded (the
+    # processes that migrate load them, and there are none).
+    code, output = await migrate_all(release, release.new)
+    assert code == 0 and "0 migrated, 6 already at head, 0 failed" in output, output
+    assert "loaded: []" in output, output

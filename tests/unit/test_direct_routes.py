@@ -1,6 +1,7 @@
 """Routes called directly (`saas.gateway.direct`) answer exactly as FastAPI answers them: the same
-status, headers and bytes for a reply, a 401, an upstream error and an unreachable service, and
-the routes that need FastAPI still go through it."""
+status, headers and bytes for a reply, a 401, a 422 for a bad path or query parameter, an
+upstream error and an unreachable service, and the routes that need FastAPI still go through
+it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from nats.errors import NoRespondersError
+from starlette.routing import Mount
 
 from saas.common.bus.requests import Empty
 from saas.common.tokens import Claims, InvalidToken
@@ -25,7 +27,31 @@ REPLIES = {
     b'"platform_admin":false,"expires_at":"2026-11-29T15:00:00Z","extra":"dropped"}}',
     "svc.identity.users.me": b'{"error":{"code":"not_found","message":"no such user"}}',
     "svc.identity.users.tenants": b'{"data":{"items":"not a list"}}',
+    "svc.tenancy.projects.list": b'{"data":{"items":[{"id":"p1","name":"One","description":"",'
+    b'"created_by":"u1","created_at":"2026-11-29T15:00:00Z","updated_at":"2026-11-29T15:00:00Z"'
+    b'}],"next_cursor":null}}',
+    "svc.tenancy.projects.get": b'{"error":{"code":"not_found","message":"no such project"}}',
+    "svc.tenancy.tenants.get": b'{"data":{"id":"t1"}}',
+    "svc.audit.query": b'{"data":{"items":[],"next_cursor":"c2"}}',
 }
+TENANT_ROUTES = [
+    "/api/v1/tenants/acme",
+    "/api/v1/tenants/acme/projects",
+    "/api/v1/tenants/acme/projects?limit=20",
+    "/api/v1/tenants/acme/projects?limit=20&cursor=abc&unknown=1",
+    "/api/v1/tenants/acme/projects?limit=0",
+    "/api/v1/tenants/acme/projects?limit=101&cursor=" + "c" * 201,
+    "/api/v1/tenants/acme/projects?limit=twenty",
+    "/api/v1/tenants/acme/projects?limit=",
+    "/api/v1/tenants/" + "s" * 101 + "/projects?limit=0",
+    "/api/v1/tenants/acme/projects/p1",
+    "/api/v1/tenants/acme/projects/" + "p" * 101,
+    "/api/v1/tenants/ac%20me/projects",
+    "/api/v1/audit-events?type=a&type=b&actor=u1&since=2026-11-29T10:00:00Z&limit=5",
+    "/api/v1/audit-events?since=2026-11-29T10:00:00Z&until=2026-11-28T10:00:00Z",
+    "/api/v1/audit-events?since=yesterday&limit=-1",
+    "/api/v1/audit-events/verify?cursor=" + "v" * 501,
+]
 
 
 class _Msg:
@@ -78,12 +104,20 @@ async def _answer(app, path: str, headers: dict[str, str]) -> tuple[int, list, b
     return response.status_code, response.headers.multi_items(), response.content
 
 
-def test_the_hot_routes_are_direct_and_routes_with_parameters_are_not(apps):
+def test_the_hot_routes_are_direct_and_those_that_need_fastapi_are_not(apps):
     _, _, stack = apps
-    assert {"/api/v1/users/me", "/api/v1/users/me/session", "/api/v1/users/me/tenants"} <= set(
-        stack.table
-    )
-    assert not any("{" in path or "/auth/" in path for path in stack.table)
+    assert {
+        "/api/v1/users/me",
+        "/api/v1/users/me/session",
+        "/api/v1/users/me/tenants",
+        "/api/v1/tenants/{slug}",
+        "/api/v1/tenants/{slug}/projects",
+        "/api/v1/tenants/{slug}/projects/{project_id}",
+        "/api/v1/audit-events",
+    } <= stack.paths()
+    # Bodies (auth, creating), and routes with the `Tenant` dependency (its own parameters).
+    assert not any("/auth/" in path or "/members" in path for path in stack.paths())
+    assert "/api/v1/tenants/{slug}/audit-events" not in stack.paths()
 
 
 @pytest.mark.parametrize(
@@ -97,6 +131,47 @@ async def test_a_direct_route_answers_byte_for_byte_as_fastapi_does(apps, path, 
     direct, routed, _ = apps
     headers = {"Authorization": authorization} if authorization else {}
     assert await _answer(direct, path, headers) == await _answer(routed, path, headers)
+
+
+@pytest.mark.parametrize("path", TENANT_ROUTES)
+@pytest.mark.parametrize("authorization", [f"Bearer {GOOD}", "Bearer forged", None], ids=str)
+async def test_a_route_with_parameters_answers_byte_for_byte_as_fastapi_does(
+    apps, path, authorization
+):
+    direct, routed, _ = apps
+    headers = {"Authorization": authorization} if authorization else {}
+    assert await _answer(direct, path, headers) == await _answer(routed, path, headers)
+
+
+async def test_a_bad_parameter_is_a_validation_problem_naming_it(apps):
+    """Not merely equal to FastAPI's answer: the answer a client needs."""
+    direct, _, _ = apps
+    status, headers, body = await _answer(
+        direct, "/api/v1/tenants/acme/projects?limit=0", {"Authorization": f"Bearer {GOOD}"}
+    )
+    assert status == 422 and ("content-type", "application/problem+json") in headers
+    assert b'"loc":["query","limit"]' in body and b'"request_id":"same-id"' in body
+
+
+async def test_the_latency_histogram_is_labelled_with_the_template(apps):
+    direct, _, _ = apps
+    auth = {"Authorization": f"Bearer {GOOD}"}
+    assert (await _answer(direct, "/api/v1/tenants/acme/projects?limit=3", auth))[0] == 200
+    text, _ = direct.state.process.metrics.render()
+    assert (
+        b'saas_api_request_duration_seconds_count{method="GET",'
+        b'route="/api/v1/tenants/{slug}/projects",status="200"}' in text
+    )
+
+
+async def test_the_project_list_is_passed_on_as_tenancy_wrote_it(apps):
+    """Relayed (`Upstream.relay`): tenancy's responder sends nothing but the contract model."""
+    direct, _, _ = apps
+    status, headers, body = await _answer(
+        direct, "/api/v1/tenants/acme/projects", {"Authorization": f"Bearer {GOOD}"}
+    )
+    assert status == 200 and ("content-type", "application/json") in headers
+    assert body == REPLIES["svc.tenancy.projects.list"][len(b'{"data":') : -1]
 
 
 async def test_the_reply_is_the_contract_model_not_the_service_bytes(apps):
@@ -133,8 +208,52 @@ def test_plain_def_endpoints_and_routes_with_parameters_are_left_to_fastapi():
     async def fine(identity: Identity) -> Empty:
         return Empty()
 
-    table = DirectRoutes(None, router.routes, DIRECT).table  # type: ignore[arg-type]
-    assert set(table) == {"/fine"}
+    @router.get("/items/{item}/detail", response_model=Empty)
+    async def detail(item: str, identity: Identity, q: str = "") -> Empty:
+        return Empty()
+
+    @router.get("/numbers/{n:int}", response_model=Empty)
+    async def number(n: int, identity: Identity) -> Empty:
+        return Empty()
+
+    @router.post("/fine/{item}", response_model=Empty)
+    async def post(item: str, identity: Identity) -> Empty:
+        return Empty()
+
+    direct = DirectRoutes(None, router.routes, DIRECT)  # type: ignore[arg-type]
+    # Plain path and query parameters are taken; a converter other than str, or another method,
+    # is FastAPI's.
+    assert direct.paths() == {"/fine", "/items/{item}", "/query", "/items/{item}/detail"}
+
+
+def test_a_path_another_get_route_could_match_is_left_to_fastapi():
+    router = APIRouter()
+
+    @router.get("/tenants/{slug}", response_model=Empty)
+    async def tenant(slug: str, identity: Identity) -> Empty:
+        return Empty()
+
+    @router.get("/tenants/mine", response_model=Empty)
+    async def mine(identity: Identity) -> Empty:
+        return Empty()
+
+    @router.get("/tenants/{slug}/projects", response_model=Empty)
+    async def projects(slug: str, identity: Identity) -> Empty:
+        return Empty()
+
+    docs = APIRouter()
+
+    @docs.get("/{page}/{section}/projects")
+    async def page(page: str, section: str) -> Response:
+        return Response()
+
+    direct = DirectRoutes(None, router.routes, DIRECT, others=docs.routes)  # type: ignore[arg-type]
+    assert direct.paths() == set()
+    alone = DirectRoutes(None, router.routes[2:], DIRECT)  # type: ignore[arg-type]
+    assert alone.paths() == {"/tenants/{slug}/projects"}
+    mounted = [Mount("/tenants", app=Response())]
+    under_a_mount = DirectRoutes(None, router.routes[2:], DIRECT, others=mounted)  # type: ignore[arg-type]
+    assert under_a_mount.paths() == set()
 
 
 async def test_a_response_returned_by_the_endpoint_is_sent_as_it_is():

@@ -1,7 +1,7 @@
 """When a schema lacks migrations, and which schemas a backup holds."""
 
 from saas.tenancy.backups import backup_path, schemas_in_listing
-from saas.tenancy.schemas import is_behind
+from saas.tenancy.schema_rules import is_behind
 
 REVISIONS = ["0001", "0002", "0003"]
 

@@ -192,3 +192,14 @@ async def test_the_cache_stays_bounded(keys):
     for n in range(10):
         await verifier.verify(keys.sign(kid, jti=f"t{n}"))
     assert len(verifier._verified) == 3
+
+
+async def test_without_a_cache_every_call_checks_the_token(keys, monkeypatch):
+    verifier = TokenVerifier(keys.jwks, POLICY, cache_size=0)
+    token = keys.sign(keys.add())
+    checks = []
+    original = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda t: checks.append(t) or original(t))
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first and checks == [token, token]
+    assert verifier._verified == {}

@@ -11,9 +11,10 @@ so provisioning, `saas tenants migrate-all` and deletion never interleave on one
 Alembic keeps module-level state (`alembic.context`, `alembic.op`): two migrations in threads of
 one process step on each other. Run concurrent migrations in separate processes.
 
-Alembic is imported by the functions that migrate, not with this module: its import alone takes
-seconds, and `saas tenants migrate-all` with nothing to do needs only the tenant tree's revisions
-(read from the files' source) and one query.
+Alembic and SQLAlchemy are imported by the functions that use them, not with this module: their
+imports alone take seconds, and `saas tenants migrate-all` with nothing to do needs only the
+tenant tree's revisions (read from the files' source) and a few queries through asyncpg
+(`migration_connection`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import pool, text
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from saas.common.db import engine_options
-from saas.common.settings import DatabaseSettings
 from saas.common.tenant_names import quote_schema, validate_identifier, validate_schema_name
 
 if TYPE_CHECKING:
+    import asyncpg
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
@@ -223,6 +220,12 @@ def _module_literals(path: Path) -> dict[str, object] | None:
 def migration_engine(database_url: str | None = None):
     """An engine for migrations: no pool, no statement timeout (a backfill may take long), the
     lock timeout kept (it must not wait forever)."""
+    from sqlalchemy import pool
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from saas.common.db import engine_options
+    from saas.common.settings import DatabaseSettings
+
     settings = (
         DatabaseSettings() if database_url is None else DatabaseSettings(database_url=database_url)
     )
@@ -232,6 +235,18 @@ def migration_engine(database_url: str | None = None):
     return create_async_engine(
         settings.database_url, poolclass=pool.NullPool, connect_args=connect_args
     )
+
+
+async def migration_connection(database_url: str | None = None) -> asyncpg.Connection:
+    """A plain asyncpg connection made as `migration_engine`'s are (no statement timeout), for
+    reading versions without loading SQLAlchemy."""
+    from saas.common.db_connect import connect
+    from saas.common.settings import DatabaseSettings
+
+    settings = (
+        DatabaseSettings() if database_url is None else DatabaseSettings(database_url=database_url)
+    )
+    return await connect(settings, "saas-migrations", statement_timeout="0")
 
 
 def _migrate(
@@ -247,6 +262,7 @@ def _migrate(
     another server connection without it, as it could after a session-level SET and a commit.
     """
     from alembic import context
+    from sqlalchemy import text
 
     quoted = quote_schema(schema)
     with connection.begin():
@@ -269,6 +285,8 @@ def _migrate(
 
 
 def _schema_exists(connection: Connection, schema: str) -> bool:
+    from sqlalchemy import text
+
     found = connection.execute(
         text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
     )

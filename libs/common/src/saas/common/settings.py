@@ -130,8 +130,12 @@ class DatabaseSettings(Settings):
         pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="role every connection acts as (SET ROLE)",
     )
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
+    # A pool keeps every connection it opens (up to DB_POOL_SIZE, until DB_POOL_RECYCLE): an
+    # overflow connection is closed when it is given back, so a burst past the pool's size used
+    # to open and close a connection per request or so (about 14 ms of PostgreSQL's CPU and 4 ms
+    # of ours each). The most a process holds is the same 30 as with 10 + 20 before.
+    db_pool_size: int = Field(default=30, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=30.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_pool_pre_ping: bool = True

@@ -14,6 +14,7 @@ with identity's JWKS. Verification trusts nothing in a token that the token cann
 A token that verified is remembered until it expires (at most `cache_size` of them), keyed by
 the whole token rather than its `jti`: a forgery may carry a genuine `jti`, never a genuine
 signature. So a client's later requests cost a dictionary lookup instead of an EdDSA check.
+`cache_size=0` turns the cache off: every call checks the signature and the claims.
 
 An unknown `kid` refreshes the JWKS (a key rotated in since the last fetch), at most once every
 `min_refresh_interval` seconds however many unknown kids arrive, so a flood of random kids cannot
@@ -93,6 +94,8 @@ class TokenVerifier:
                 return claims
             self._verified.pop(token, None)
         claims = await self._verify(token)
+        if self.cache_size <= 0:
+            return claims
         if len(self._verified) >= self.cache_size:
             self._verified.pop(next(iter(self._verified)))  # the oldest
         self._verified[token] = claims

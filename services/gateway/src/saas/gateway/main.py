@@ -85,14 +85,19 @@ def api(process: ServiceProcess, settings: GatewaySettings) -> FastAPI:
     )
     app.state.process = process
     # Load balancers may probe the API port: the same answers as the ops port's, no error texts.
-    app.include_router(process.health.router(public=True))
+    health = process.health.router(public=True)
+    documentation = list(app.router.routes)  # /openapi.json, /docs, ...
+    app.include_router(health)
     routers = (status, auth, users, tenants, members, projects, audit, keys)
     for routes in routers:
         app.include_router(routes.router)
-    # The routes that are one service call without parameters skip FastAPI's routing and
-    # dependency solving (saas.gateway.direct); the rest go through the router as declared.
+    # The routes that are one service call with path and query parameters at most skip FastAPI's
+    # routing and dependency solving (saas.gateway.direct); the rest go through the router.
     app.router.middleware_stack = DirectRoutes(
-        app.router.middleware_stack, [r for m in routers for r in m.router.routes], DIRECT
+        app.router.middleware_stack,
+        [r for m in routers for r in m.router.routes],
+        DIRECT,
+        others=[*documentation, *health.routes],
     )
     install_problem_handlers(app)
     if settings.rate_limit_enabled:

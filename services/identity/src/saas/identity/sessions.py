@@ -68,24 +68,15 @@ async def login(deps: Deps, request: LoginRequest, origin: Origin) -> TokenPair:
     address = origin.ip_address
     at = now()
     async with deps.db.session() as session:
-        if address and address_blocked(await _address_state(session, address), at):
-            raise ServiceError(
-                ErrorCode.RATE_LIMITED,
-                "too many failed logins from this address; try again later",
-                {"retry_after": int(deps.lockout.address_block)},
-            )
-        user = (
-            await session.execute(
-                sa.select(
-                    users.c.id,
-                    users.c.password_hash,
-                    users.c.platform_admin,
-                    users.c.failed_logins,
-                    users.c.locks,
-                    users.c.locked_until,
-                ).where(users.c.email == email)
-            )
-        ).one_or_none()
+        row = (await session.execute(_LOGIN_LOOKUP, {"email": email, "address": address})).one()
+    # Refused without checking any password, so a flood from one address costs no hashing.
+    if address and address_blocked(_address_of(row), at):
+        raise ServiceError(
+            ErrorCode.RATE_LIMITED,
+            "too many failed logins from this address; try again later",
+            {"retry_after": int(deps.lockout.address_block)},
+        )
+    user = row if row.id is not None else None
     # No transaction is held while hashing: it takes tens of milliseconds.
     if user is None:
         await deps.passwords.verify_nobody(request.password)
@@ -117,9 +108,9 @@ async def login(deps: Deps, request: LoginRequest, origin: Origin) -> TokenPair:
             values |= {"password_hash": new_hash, "updated_at": sa.func.now()}
         if values:
             await session.execute(sa.update(users).where(users.c.id == user.id).values(**values))
-        family_id = uuid.uuid4()
-        await session.execute(sa.insert(refresh_families).values(id=family_id, user_id=user.id))
-        pair = await _issue(deps, session, signer, user.id, family_id, user.platform_admin)
+        pair = await _issue(
+            deps, session, signer, user.id, uuid.uuid4(), user.platform_admin, new_family=True
+        )
         await publish(
             session,
             origin,
@@ -180,10 +171,50 @@ async def _count_account_failure(
         )
 
 
-async def _address_state(session: AsyncSession, address: str, *, lock: bool = False):
+# Built once: building a statement and its cache key costs more Python than running it does.
+_ONE_ROW = sa.select(sa.literal_column("1").label("one")).subquery("one")
+# A login's one read, one row whether or not the account exists: the account's columns (nulls
+# when there is none) and the client address's failure record (nulls when it has none, or when
+# there is no address: `address = NULL` matches nothing).
+_LOGIN_LOOKUP = sa.select(
+    users.c.id,
+    users.c.password_hash,
+    users.c.platform_admin,
+    users.c.failed_logins,
+    users.c.locks,
+    users.c.locked_until,
+    address_failures.c.window_started_at,
+    address_failures.c.failures,
+    address_failures.c.blocked_until,
+).select_from(
+    _ONE_ROW.outerjoin(users, users.c.email == sa.bindparam("email")).outerjoin(
+        address_failures, address_failures.c.address == sa.bindparam("address")
+    )
+)
+_INSERT_REFRESH_TOKEN = sa.insert(refresh_tokens).values(
+    token_hash=sa.bindparam("token_hash"),
+    family_id=sa.bindparam("family_id"),
+    expires_at=sa.bindparam("expires_at"),
+)
+# A login's new family, in the statement of its first token: the token's foreign key is checked
+# at the statement's end, when the family is there.
+_INSERT_FAMILY_AND_REFRESH_TOKEN = _INSERT_REFRESH_TOKEN.add_cte(
+    sa.insert(refresh_families)
+    .values(id=sa.bindparam("family_id"), user_id=sa.bindparam("user_id"))
+    .cte("family")
+)
+
+
+def _address_of(row) -> AddressState | None:
+    if row.window_started_at is None:
+        return None
+    return AddressState(row.window_started_at, row.failures, row.blocked_until)
+
+
+async def _locked_address_state(session: AsyncSession, address: str) -> AddressState | None:
     query = sa.select(address_failures).where(address_failures.c.address == address)
-    row = (await session.execute(query.with_for_update() if lock else query)).one_or_none()
-    return AddressState(row.window_started_at, row.failures, row.blocked_until) if row else None
+    row = (await session.execute(query.with_for_update())).one_or_none()
+    return _address_of(row) if row else None
 
 
 async def _count_address_failure(
@@ -194,7 +225,7 @@ async def _count_address_failure(
         .values(address=address, window_started_at=at, failures=0)
         .on_conflict_do_nothing()
     )
-    new = address_after_failure(deps.lockout, await _address_state(session, address, lock=True), at)
+    new = address_after_failure(deps.lockout, await _locked_address_state(session, address), at)
     await session.execute(
         sa.update(address_failures)
         .where(address_failures.c.address == address)
@@ -214,16 +245,22 @@ async def _issue(
     user_id: uuid.UUID,
     family_id: uuid.UUID,
     platform_admin: bool,
+    *,
+    new_family: bool = False,
 ) -> TokenPair:
+    """A refresh token of the family and an access token; with `new_family`, the family is
+    created in the same statement (a login)."""
     s = deps.settings
     refresh, refresh_hash = new_refresh_token()
-    await session.execute(
-        sa.insert(refresh_tokens).values(
-            token_hash=refresh_hash,
-            family_id=family_id,
-            expires_at=now() + timedelta(seconds=s.refresh_token_ttl),
-        )
-    )
+    token = {
+        "token_hash": refresh_hash,
+        "family_id": family_id,
+        "expires_at": now() + timedelta(seconds=s.refresh_token_ttl),
+    }
+    if new_family:
+        await session.execute(_INSERT_FAMILY_AND_REFRESH_TOKEN, {**token, "user_id": user_id})
+    else:
+        await session.execute(_INSERT_REFRESH_TOKEN, token)
     access = sign_access_token(
         key=signer.key,
         kid=signer.kid,
@@ -253,24 +290,31 @@ class _Presented:
     expired: bool
 
 
+# The presented refresh token's row and family, locked for the rest of the transaction.
+_PRESENTED = (
+    sa.select(
+        refresh_tokens.c.used_at,
+        refresh_tokens.c.expires_at,
+        refresh_families.c.id.label("family_id"),
+        refresh_families.c.revoked_at,
+        users.c.id.label("user_id"),
+        users.c.platform_admin,
+    )
+    .join(refresh_families, refresh_families.c.id == refresh_tokens.c.family_id)
+    .join(users, users.c.id == refresh_families.c.user_id)
+    .where(refresh_tokens.c.token_hash == sa.bindparam("token_hash"))
+    .with_for_update(of=[refresh_tokens, refresh_families])
+)
+_MARK_USED = (
+    sa.update(refresh_tokens)
+    .where(refresh_tokens.c.token_hash == sa.bindparam("presented_hash"))
+    .values(used_at=sa.func.now())
+)
+
+
 async def _presented(session: AsyncSession, token: str) -> _Presented | None:
     """The presented refresh token's row and family, locked for the rest of the transaction."""
-    row = (
-        await session.execute(
-            sa.select(
-                refresh_tokens.c.used_at,
-                refresh_tokens.c.expires_at,
-                refresh_families.c.id.label("family_id"),
-                refresh_families.c.revoked_at,
-                users.c.id.label("user_id"),
-                users.c.platform_admin,
-            )
-            .join(refresh_families, refresh_families.c.id == refresh_tokens.c.family_id)
-            .join(users, users.c.id == refresh_families.c.user_id)
-            .where(refresh_tokens.c.token_hash == digest(token))
-            .with_for_update(of=[refresh_tokens, refresh_families])
-        )
-    ).one_or_none()
+    row = (await session.execute(_PRESENTED, {"token_hash": digest(token)})).one_or_none()
     if row is None:
         return None
     return _Presented(
@@ -304,11 +348,7 @@ async def refresh(deps: Deps, request: RefreshRequest, origin: Origin) -> TokenP
             )
             pair, reused = None, True
         else:
-            await session.execute(
-                sa.update(refresh_tokens)
-                .where(refresh_tokens.c.token_hash == digest(request.refresh_token))
-                .values(used_at=sa.func.now())
-            )
+            await session.execute(_MARK_USED, {"presented_hash": digest(request.refresh_token)})
             pair = await _issue(
                 deps,
                 session,

@@ -15,7 +15,7 @@ overwritten silently. Pure: the queries are in `saas.tenancy.store.records`.
 
 from __future__ import annotations
 
-from saas.common.contracts.tenancy import TenantStatus
+from saas.common.contracts.tenant_status import TenantStatus
 from saas.common.errors import ErrorCode, ServiceError
 
 S = TenantStatus

@@ -3,7 +3,8 @@
 1. The template must be at the head already (`saas migrate` keeps it there, and runs first): a
    tenant provisioned while this runs is cloned from it, so it starts at the head.
 2. One query over every tenant schema's version table (a UNION ALL) finds which are behind; with
-   nothing to do, that is the whole run.
+   nothing to do, that is the whole run, and it goes through asyncpg alone: neither SQLAlchemy
+   nor Alembic is imported, whose imports used to be most of the command's time.
 3. Those behind are migrated by `--concurrency` processes, never threads: Alembic's module-level
    state is not thread-safe. Each process keeps one connection and migrates one schema at a time
    in one transaction that first takes the schema's lock, the lock provisioning, deletion and
@@ -25,11 +26,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import text
+from typing import TYPE_CHECKING
 
 from saas.common.migrations import (
     SchemaMissing,
+    migration_connection,
     migration_engine,
     tenant_revisions,
     upgrade_tenant,
@@ -37,7 +38,10 @@ from saas.common.migrations import (
 from saas.common.redact import describe
 from saas.common.tenant_names import InvalidSlugError, quote_schema, schema_for
 from saas.tenancy.lifecycle import WITH_SCHEMA
-from saas.tenancy.schemas import TEMPLATE, is_behind
+from saas.tenancy.schema_rules import TEMPLATE, is_behind
+
+if TYPE_CHECKING:
+    import asyncpg
 
 UNION_CHUNK = 2000
 
@@ -69,24 +73,25 @@ class Plan:
 
 
 async def make_plan(database_url: str | None, revisions: list[str]) -> Plan:
-    """Which tenant schemas are behind, in a few queries whatever their number."""
-    engine = migration_engine(database_url)
+    """Which tenant schemas are behind, in a few queries whatever their number (through asyncpg
+    alone: SQLAlchemy and Alembic are loaded only by the processes that migrate)."""
+    connection = await migration_connection(database_url)
     try:
-        async with engine.connect() as connection:
+        async with connection.transaction(readonly=True):
             template = await _versions(connection, [TEMPLATE])
             if template.get(TEMPLATE) != revisions[-1]:
                 raise TemplateBehind(
                     f"{TEMPLATE} is at {template.get(TEMPLATE) or 'nothing'}, not at the head "
                     f"{revisions[-1]}: run `saas migrate` first (it keeps the template at head)"
                 )
-            slugs = await connection.execute(
-                text("SELECT slug FROM public.tenants WHERE status = ANY(:s) ORDER BY slug"),
-                {"s": [s.value for s in WITH_SCHEMA]},
+            slugs = await connection.fetch(
+                "SELECT slug FROM public.tenants WHERE status = ANY($1::text[]) ORDER BY slug",
+                [s.value for s in WITH_SCHEMA],
             )
-            schemas = [s for s in (_schema(slug) for (slug,) in slugs) if s is not None]
+            schemas = [s for s in (_schema(row[0]) for row in slugs) if s is not None]
             versions = await _versions(connection, schemas)
     finally:
-        await engine.dispose()
+        await connection.close()
     plan = Plan(head=revisions[-1], at_head=[], behind=[], ahead=[])
     for schema in schemas:
         if schema not in versions:
@@ -108,18 +113,16 @@ def _schema(slug: str) -> str | None:
         return None
 
 
-async def _versions(connection, schemas: list[str]) -> dict[str, str]:
+async def _versions(connection: asyncpg.Connection, schemas: list[str]) -> dict[str, str]:
     """Each existing schema's version, by one UNION ALL over the version tables of those that
     have one."""
-    found = await connection.execute(
-        text(
-            "SELECT n.nspname FROM pg_namespace n JOIN pg_class c "
-            "ON c.relnamespace = n.oid AND c.relname = 'alembic_version' AND c.relkind = 'r' "
-            "WHERE n.nspname = ANY(:schemas)"
-        ),
-        {"schemas": schemas},
+    found = await connection.fetch(
+        "SELECT n.nspname FROM pg_namespace n JOIN pg_class c "
+        "ON c.relnamespace = n.oid AND c.relname = 'alembic_version' AND c.relkind = 'r' "
+        "WHERE n.nspname = ANY($1::text[])",
+        schemas,
     )
-    with_table = [name for (name,) in found]
+    with_table = [row[0] for row in found]
     versions: dict[str, str] = {}
     for start in range(0, len(with_table), UNION_CHUNK):
         chunk = with_table[start : start + UNION_CHUNK]
@@ -129,9 +132,8 @@ async def _versions(connection, schemas: list[str]) -> dict[str, str]:
             f"SELECT '{s}' AS schema, version_num FROM {quote_schema(s)}.alembic_version"  # noqa: S608 - validated names
             for s in chunk
         )
-        for schema, version in await connection.execute(text(union)):
+        for schema, version in await connection.fetch(union):
             versions[schema] = version
-    await connection.rollback()
     return versions
 
 
@@ -158,6 +160,8 @@ def _migrate_one(schema: str, before: str | None) -> Outcome:
 
 
 async def _upgrade(schema: str) -> str | None:
+    from sqlalchemy import text
+
     connection = _state.get("connection")
     if connection is None:
         engine = _state.get("engine") or migration_engine(_state["database_url"])  # type: ignore[arg-type]

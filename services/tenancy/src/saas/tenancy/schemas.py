@@ -32,8 +32,8 @@ from saas.common.events.faults import sqlstate
 from saas.common.migrations import tenant_lock_sql
 from saas.common.redact import redact
 from saas.common.tenant_names import quote_schema, validate_schema_name
+from saas.tenancy.schema_rules import TEMPLATE
 
-TEMPLATE = "tenant_template"
 UNDEFINED_TABLE, UNDEFINED_SCHEMA = "42P01", "3F000"
 
 
@@ -396,14 +396,6 @@ def _literal(name: str) -> str:
 
 
 # -- catching up with the migrations --------------------------------------------------------------
-def is_behind(version: str | None, revisions: list[str]) -> bool:
-    """Whether a schema at `version` lacks migrations of `revisions` (oldest first). A version
-    this code does not know is newer than it (a later release cloned it): not behind."""
-    if version is None:
-        return True
-    return version in revisions[:-1]
-
-
 async def upgrade_in_subprocess(ini: Path, schema: str, database_url: str) -> None:
     """Run the tenant migrations on one schema in a process of its own: Alembic's module-level
     state must never be shared by two migrations running at once."""

@@ -15,7 +15,7 @@ from saas.common.errors import ServiceError
 from saas.common.events import Actor
 from saas.common.events.catalogue import TenantResumed, TenantSuspended
 from saas.common.migrations import find_alembic_ini, tenant_revisions, upgrade_tenant
-from saas.tenancy import backups, schemas
+from saas.tenancy import backups, schema_rules, schemas
 from saas.tenancy.events import publish
 from saas.tenancy.settings import ToolSettings
 from saas.tenancy.store import records
@@ -100,7 +100,7 @@ def restore(slug: str, schema: str, file: Path) -> str | None:
         raise click.ClickException(str(exc)) from None
     ini = find_alembic_ini()
     current = asyncio.run(version())
-    if schemas.is_behind(current, tenant_revisions(ini)):
+    if schema_rules.is_behind(current, tenant_revisions(ini)):
         click.echo(f"the backup is at {current}; migrating {schema} to the head", err=True)
         upgrade_tenant(ini, schema, database_url=settings.database_url, only_existing=True)
         current = asyncio.run(version())

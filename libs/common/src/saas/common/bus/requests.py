@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import typing
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from saas.common.tokens import Claims, InvalidToken, TokenVerifier
 log = get_logger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
 MAX_REQUEST_BYTES = 256 * 1024
 # How long the caller will wait, sent with every request so a handler never works on past it.
 HEADER_TIMEOUT = "Saas-Timeout"
@@ -99,6 +101,46 @@ class BusClient:
         token: str | None = None,
         client_ip: str | None = None,
     ) -> T:
+        def read(raw: bytes) -> T:
+            return parse_reply(raw, reply_model, service)
+
+        return await self._round_trip(
+            service, operation, payload, read, request_id, timeout, token, client_ip
+        )
+
+    async def relay(
+        self,
+        service: str,
+        operation: str,
+        payload: BaseModel | None,
+        reply_model: type[BaseModel],
+        *,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        token: str | None = None,
+        client_ip: str | None = None,
+    ) -> bytes:
+        """The reply's data as the service wrote it (JSON), for passing on unchanged; errors are
+        `ServiceError`s as from `request`. See `relayed_data` for what is checked."""
+
+        def read(raw: bytes) -> bytes:
+            return relayed_data(raw, reply_model, service)
+
+        return await self._round_trip(
+            service, operation, payload, read, request_id, timeout, token, client_ip
+        )
+
+    async def _round_trip(
+        self,
+        service: str,
+        operation: str,
+        payload: BaseModel | None,
+        read: Callable[[bytes], R],
+        request_id: str | None,
+        timeout: float | None,
+        token: str | None,
+        client_ip: str | None,
+    ) -> R:
         subject = subject_for(service, operation)
         timeout = timeout or self.timeout
         headers = {
@@ -114,7 +156,7 @@ class BusClient:
         outcome = "ok"
         try:
             msg = await self.bus.nc.request(subject, body, timeout=timeout, headers=headers)
-            return parse_reply(msg.data, reply_model, service)
+            return read(msg.data)
         except (NoRespondersError, ConnectionError, ConnectionClosedError):
             outcome = ErrorCode.SERVICE_UNAVAILABLE.value
             raise ServiceError(
@@ -161,8 +203,24 @@ def parse_reply(raw: bytes, reply_model: type[T], service: str = "service") -> T
         ) from None
 
 
+_DATA = b'{"data":'
+_OBJECT = _DATA + b"{"  # every reply model is a JSON object
+
+
+def relayed_data(raw: bytes, reply_model: type[BaseModel], service: str = "service") -> bytes:
+    """The data of a reply framed as `encode_reply` frames it, unchanged: the responder made it
+    from the operation's reply model (it refuses to send anything else, `Responder`), so it is
+    that model's JSON already, and parsing, validating and serialising it again would change
+    nothing. A reply framed otherwise is parsed and checked against `reply_model` as `request`
+    checks it, and serialised again."""
+    if raw.startswith(_OBJECT) and raw.endswith(b"}}"):
+        return raw[len(_DATA) : -1]
+    model = parse_reply(raw, reply_model, service)
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
+
+
 def encode_reply(data: BaseModel) -> bytes:
-    return b'{"data":' + data.model_dump_json().encode() + b"}"
+    return _DATA + data.model_dump_json().encode() + b"}"
 
 
 def encode_error(error: ServiceError) -> bytes:
@@ -177,6 +235,16 @@ class _Operation:
     name: str
     request_model: type[BaseModel]
     handler: Handler
+    reply_model: type[BaseModel] | None = None  # what the handler says it returns
+
+
+def _declared_reply(handler: Handler) -> type[BaseModel] | None:
+    """The model a handler's return annotation names, if it names one."""
+    try:
+        declared = typing.get_type_hints(handler).get("return")
+    except Exception:  # an annotation that cannot be resolved here: nothing to hold it to
+        return None
+    return declared if isinstance(declared, type) and issubclass(declared, BaseModel) else None
 
 
 @dataclass
@@ -204,7 +272,9 @@ class Responder:
         def register(handler: Handler) -> Handler:
             if name in self.operations:
                 raise ValueError(f"operation {name!r} registered twice on {self.service}")
-            self.operations[name] = _Operation(name, request_model, handler)
+            self.operations[name] = _Operation(
+                name, request_model, handler, _declared_reply(handler)
+            )
             return handler
 
         return register
@@ -336,4 +406,11 @@ class Responder:
                     )
                 },
             ) from None
-        return await op.handler(request, ctx)
+        reply = await op.handler(request, ctx)
+        # The reply is the operation's contract model itself, nothing else (a subclass could
+        # carry more fields): callers may pass its JSON on unchecked (`relayed_data`).
+        if op.reply_model is not None and type(reply) is not op.reply_model:
+            raise TypeError(
+                f"{op.name} returned {type(reply).__name__}, not {op.reply_model.__name__}"
+            )
+        return reply

@@ -8,7 +8,6 @@ bus round trip per request), and checks the caller's membership before any tenan
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -23,21 +22,13 @@ from pydantic import (
 )
 
 from saas.common.contracts.identity import Role
+from saas.common.contracts.tenant_status import TenantStatus
 from saas.common.tenant_names import SLUG_MAX, SLUG_MIN
 
 IDEMPOTENCY_KEY_MAX = 200
 PROJECT_NAME_MAX = 200
 PROJECT_DESCRIPTION_MAX = 2000
 PAGE_MAX = 100
-
-
-class TenantStatus(StrEnum):
-    PROVISIONING = "provisioning"
-    READY = "ready"
-    FAILED = "failed"
-    SUSPENDED = "suspended"
-    DELETING = "deleting"
-    DELETED = "deleted"
 
 
 class Strict(BaseModel):

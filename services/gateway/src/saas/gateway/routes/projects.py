@@ -2,7 +2,9 @@
 
 One request to tenancy per route, which takes the slug itself (no separate lookup): it checks
 the caller's role in the tenant before any of the tenant's data is read. Members list, read and
-create; a project's creator, admins and owners change it; admins and owners delete it.
+create; a project's creator, admins and owners change it; admins and owners delete it. The
+reads pass tenancy's reply on as it wrote it (`Upstream.relay`): it is the contract model's JSON
+already.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ async def list_projects(
     tenancy: Tenancy,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 20,
-) -> Projects:
+) -> Response:
     """The tenant's projects, newest first; pass `next_cursor` as `cursor` for the next page."""
     request = ListProjects(slug=slug, cursor=cursor, limit=limit)
-    return await tenancy("projects.list", request, Projects)
+    return await tenancy.relay("projects.list", request, Projects)
 
 
 @router.post(
@@ -65,8 +67,10 @@ async def create_project(slug: Slug, body: NewProject, tenancy: Tenancy) -> Proj
     response_model=Project,
     responses=problems(401, 403, 404, 409, 422, *UPSTREAM),
 )
-async def get_project(slug: Slug, project_id: ProjectId, tenancy: Tenancy) -> Project:
-    return await tenancy("projects.get", ProjectRef(slug=slug, project_id=project_id), Project)
+async def get_project(slug: Slug, project_id: ProjectId, tenancy: Tenancy) -> Response:
+    return await tenancy.relay(
+        "projects.get", ProjectRef(slug=slug, project_id=project_id), Project
+    )
 
 
 @router.patch(

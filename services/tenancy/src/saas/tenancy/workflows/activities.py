@@ -34,7 +34,7 @@ from saas.common.metrics import Metrics
 from saas.common.migrations import tenant_revisions
 from saas.common.redact import describe
 from saas.common.tenant_names import InvalidSlugError, schema_for
-from saas.tenancy import backups, schemas
+from saas.tenancy import backups, schema_rules, schemas
 from saas.tenancy.defaults import DEFAULT_SETTINGS
 from saas.tenancy.events import WORKER, publish
 from saas.tenancy.store import records
@@ -169,7 +169,7 @@ class TenantSteps:
             if version is None:  # there already
                 version = await schemas.version_of(session, schema)
             await self._record(session, tenant, "create_schema")
-        return schemas.is_behind(version, self.revisions)
+        return schema_rules.is_behind(version, self.revisions)
 
     @step("migrate_schema")
     async def migrate_schema(self, tenant: TenantInput) -> str | None:
@@ -179,7 +179,7 @@ class TenantSteps:
         schema = schema_for(tenant.slug)
         async with self.db.session() as session:
             version = await schemas.version_of(session, schema)  # created by the step before
-            if not schemas.is_behind(version, self.revisions):
+            if not schema_rules.is_behind(version, self.revisions):
                 await self._record(session, tenant, "migrate_schema")
                 return version
         await schemas.upgrade_in_subprocess(self.ini, schema, self.database_url)
