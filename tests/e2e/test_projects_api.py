@@ -309,6 +309,7 @@ def saas_tenants(stack, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_suspended_tenants_data_is_refused_until_it_is_resumed(api, stack):
+    since = datetime.now(UTC)
     owner = api.login(api.sign_up())
     slug = f"paused-{uuid.uuid4().hex[:8]}"
     assert (
@@ -351,6 +352,16 @@ def test_a_suspended_tenants_data_is_refused_until_it_is_resumed(api, stack):
         timeout=15,
     )
     assert [p["name"] for p in listed.json()["items"]] == ["kept"]
+
+    # Announced once each (the second `suspend` changed nothing), by the operator, in order.
+    tenant_id = shown["id"]
+    for kind in ("tenant.suspended", "tenant.resumed"):
+        wait_for(kind, lambda kind=kind: announced(stack.nats_url, kind, tenant_id, since))
+    suspensions = announced(stack.nats_url, "tenant.suspended", tenant_id, since)
+    resumptions = announced(stack.nats_url, "tenant.resumed", tenant_id, since)
+    assert len(suspensions) == 1 and len(resumptions) == 1
+    assert suspensions[0].data["slug"] == slug and suspensions[0].actor.id == "operator"
+    assert suspensions[0].time < resumptions[0].time
 
 
 def test_an_illegal_move_asked_by_an_operator_is_refused_and_changes_nothing(api, stack):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from saas.common.db import Database
 from saas.common.events.faults import fault_of, is_outage
@@ -105,3 +105,116 @@ async def test_a_pooled_connection_the_server_ended_is_replaced_before_it_is_use
         assert second != first
     finally:
         await pooled.dispose()
+
+
+@pytest.fixture
+async def one_connection(stack):
+    db = Database.from_settings(
+        DatabaseSettings.load(database_url=stack.database_admin_url, db_pool_size=1),
+        max_overflow=0,
+    )
+    yield db
+    await db.dispose()
+
+
+async def test_an_error_at_commit_is_raised_as_sqlalchemy_raises_a_statements(one_connection):
+    """COMMIT is sent by `Database` itself: a constraint checked at commit still comes out as a
+    `DBAPIError` with its SQLSTATE (what consumers classify faults by), and the connection is
+    usable afterwards."""
+    with pytest.raises(sqlalchemy.exc.DBAPIError) as caught:
+        async with one_connection.session() as session:
+            await session.execute(
+                text(
+                    "CREATE TEMP TABLE once (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+                    " ON COMMIT DROP"
+                )
+            )
+            await session.execute(text("INSERT INTO once VALUES (1), (1)"))
+    assert fault_of(caught.value).reason == "23505"
+    async with one_connection.session() as session:
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+async def test_a_connection_cancelled_mid_statement_never_returns_to_the_pool_in_a_transaction(
+    one_connection,
+):
+    """A request cancelled while its statement runs (a deadline, a client gone): the next user of
+    the pool's one connection starts clean, outside any transaction and at the default path."""
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        async with one_connection.get_tenant_session("cancelled-one") as session:
+            started.set()
+            await session.execute(text("SELECT pg_sleep(5)"))
+
+    task = asyncio.create_task(slow())
+    await started.wait()
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with one_connection.engine.connect() as conn:
+        in_transaction = conn.sync_connection.connection.driver_connection.is_in_transaction()
+        path = (await conn.execute(text("SHOW search_path"))).scalar_one()
+    assert not in_transaction
+    assert "tenant_" not in path
+    async with one_connection.session() as session:
+        assert (await session.execute(text("SELECT 2"))).scalar_one() == 2
+
+
+async def test_a_tenant_transaction_takes_one_round_trip_for_begin_and_the_path(
+    one_connection, monkeypatch
+):
+    """BEGIN and `SET LOCAL search_path` go as one simple query, COMMIT as another: a tenant
+    transaction with one query is five round trips (the pool's ping, BEGIN with the path, the
+    query's prepare, its execution, which asyncpg writes as Parse then Bind and Execute, and
+    COMMIT): six writes, where SQLAlchemy on its own made nine in seven round trips."""
+    import asyncio.selector_events as selector_events
+
+    async with one_connection.session():  # the connection exists and is warm
+        pass
+    writes = []
+    original = selector_events._SelectorSocketTransport.write
+
+    def counted(self, data):
+        writes.append(bytes(data[:60]))
+        return original(self, data)
+
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counted)
+    async with one_connection.get_tenant_session("counted-one") as session:
+        await session.execute(text("SELECT 1"))
+    monkeypatch.undo()
+    kinds = [w[:1] for w in writes]
+    assert kinds == [b"Q", b"Q", b"P", b"P", b"B", b"Q"], writes
+    assert b'BEGIN; SET LOCAL search_path TO "tenant_counted_one"' in writes[1]
+    assert writes[-1].endswith(b"COMMIT\x00")
+
+
+async def test_a_session_that_ran_nothing_or_failed_ends_its_transaction_and_keeps_its_connection(
+    one_connection,
+):
+    async with one_connection.session() as session:
+        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    async with one_connection.session():
+        pass
+    with pytest.raises(RuntimeError):
+        async with one_connection.get_tenant_session("failed-one"):
+            raise RuntimeError("the handler failed before any statement")
+    async with one_connection.session() as session:
+        assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one() == pid
+
+
+async def test_after_commit_hooks_run_once_the_commit_is_done(one_connection):
+    """The audit log marks chains for checkpoints in `after_commit`: it must fire, and only then."""
+    seen = []
+    async with one_connection.session() as session:
+        await session.execute(text("SELECT 1"))
+        event.listen(session.sync_session, "after_commit", lambda _: seen.append("committed"))
+        assert seen == []
+    assert seen == ["committed"]
+    with pytest.raises(RuntimeError):
+        async with one_connection.session() as session:
+            await session.execute(text("SELECT 1"))
+            event.listen(session.sync_session, "after_commit", lambda _: seen.append("again"))
+            raise RuntimeError("rolled back")
+    assert seen == ["committed"]

@@ -67,7 +67,9 @@ async def test_a_hash_made_with_other_parameters_needs_rehashing():
 
 async def test_hashing_runs_off_the_event_loop():
     passwords = Passwords(time_cost=2, memory_cost=19456, parallelism=1, threads=2)
+    started = time.perf_counter()
     digest = await passwords.hash("plum-orbit-castle-91")
+    one_hash = time.perf_counter() - started  # on this machine, now (it slows with the load)
     ticks: list[float] = []
 
     async def ticker() -> None:
@@ -82,7 +84,8 @@ async def test_hashing_runs_off_the_event_loop():
     gaps = sorted(b - a for a, b in zip(ticks, ticks[1:], strict=False))
     # On the loop, each verification would stall it for a whole hash (tens of ms); off it, the
     # ticker keeps its 2 ms pace but for what the OS scheduler takes while both cores hash.
-    assert len(gaps) > 20 and gaps[int(len(gaps) * 0.9)] < 0.015, gaps[-5:]
+    bound = max(0.015, one_hash / 2)
+    assert len(gaps) > 20 and gaps[int(len(gaps) * 0.9)] < bound, (gaps[-5:], one_hash)
     passwords.close()
 
 

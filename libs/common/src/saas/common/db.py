@@ -2,21 +2,28 @@
 
 Statement caches are off on both layers (asyncpg's and SQLAlchemy's prepared statements):
 behind PgBouncer in transaction mode a cached plan could run on another tenant's search path.
+On PostgreSQL itself a kept statement is parsed again when the search path or a table changes,
+but the client keeps decoding its rows with the column types it was prepared with: after
+`ALTER COLUMN ... TYPE integer` in another process (a tenant migration), or under another
+tenant's schema a migration behind, an integer came back as the text '\x00\x00\x00\x06'
+(PostgreSQL 18, asyncpg 0.32), with no error. Parsing every statement costs a round trip; wrong
+rows would cost more.
 """
 
 from __future__ import annotations
 
 import ssl as ssl_module
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.util import await_
@@ -79,6 +86,49 @@ def create_engine(
     return engine
 
 
+class _Begun:
+    """The transaction a `Database` session's BEGIN opened, where SQLAlchemy's asyncpg adapter
+    keeps the one it would have opened (an asyncpg `Transaction`): it only commits and rolls
+    back, and the adapter translates their errors as for its own."""
+
+    __slots__ = ("_driver",)
+
+    def __init__(self, driver: asyncpg.Connection) -> None:
+        self._driver = driver
+
+    async def commit(self) -> None:
+        await self._driver.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        await self._driver.execute("ROLLBACK")
+
+
+async def _simple(conn: AsyncConnection, raw: Any, sql: str) -> None:
+    """A statement without parameters as one simple query, its errors raised as SQLAlchemy raises
+    a statement's (`DBAPIError` with the driver's error, SQLSTATE and all), and a connection that
+    broke invalidated, as SQLAlchemy does for its own statements."""
+    try:
+        await raw.driver_connection.execute(sql)
+    except Exception as error:
+        dbapi = conn.dialect.loaded_dbapi
+        try:
+            raw.dbapi_connection._handle_exception(error)
+        except dbapi.Error as translated:
+            lost = conn.dialect.is_disconnect(translated, raw.dbapi_connection, None)
+            if lost:
+                await conn.invalidate(translated)
+            raise DBAPIError.instance(
+                sql,
+                None,
+                translated,
+                dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=lost,
+                dialect=conn.dialect,
+            ) from error
+        raise
+
+
 def _ping(dbapi_connection: Any) -> bool:
     """The pool's pre-ping in one round trip: a simple query, which is its own transaction
     and so also what PgBouncer in transaction mode expects. SQLAlchemy's asyncpg dialect pings
@@ -94,11 +144,10 @@ def _ping(dbapi_connection: Any) -> bool:
 
 
 class Database:
-    """A process's engine and session factory."""
+    """A process's engine, and its transactions as sessions."""
 
     def __init__(self, engine: AsyncEngine, *, ssl: Any = False) -> None:
         self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._ssl = ssl
 
     @classmethod
@@ -116,7 +165,7 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed on success, rolled back on error."""
-        async with self.sessions() as session, session.begin():
+        async with self._transaction("BEGIN") as session:
             yield session
 
     @asynccontextmanager
@@ -127,9 +176,42 @@ class Database:
         path at the server default, also behind PgBouncer in transaction mode.
         """
         schema = quote_schema(schema_for(slug))
-        async with self.session() as session:
-            await session.execute(text(f"SET LOCAL search_path TO {schema}"))
+        async with self._transaction(f"BEGIN; SET LOCAL search_path TO {schema}") as session:
             yield session
+
+    @asynccontextmanager
+    async def _transaction(self, begin: str) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction is opened by `begin`, sent as one simple query.
+
+        SQLAlchemy would send BEGIN, then prepare and execute a `SET LOCAL`: three round trips,
+        each through a greenlet switch. Here BEGIN (with the tenant's search path) is one, and
+        SQLAlchemy is told the transaction exists (`_Begun`), so its commit and rollback, and
+        everything hooked to them (`after_commit`, error translation, invalidating a broken
+        connection), work as ever, each one simple query. A connection that could not roll back
+        (its statement cancelled half-way, say) is closed, never handed back to the pool inside
+        a transaction.
+        """
+        async with self.engine.connect() as conn:
+            raw = conn.sync_connection.connection  # checked out: no I/O to get it
+            adapted, driver = raw.dbapi_connection, raw.driver_connection
+            await _simple(conn, raw, begin)
+            adapted._transaction = _Begun(driver)
+            try:
+                async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+                    async with session.begin():
+                        yield session
+                if adapted._transaction is not None:  # the session never used the connection
+                    adapted._transaction = None
+                    await _simple(conn, raw, "COMMIT")
+            except BaseException:
+                if adapted._transaction is not None:
+                    adapted._transaction = None
+                    with suppress(Exception):
+                        await driver.execute("ROLLBACK")
+                raise
+            finally:
+                if not driver.is_closed() and driver.is_in_transaction():
+                    driver.terminate()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

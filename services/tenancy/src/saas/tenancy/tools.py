@@ -12,13 +12,17 @@ import sqlalchemy as sa
 from saas.common.contracts.tenancy import TenantStatus
 from saas.common.db import Database
 from saas.common.errors import ServiceError
+from saas.common.events import Actor
+from saas.common.events.catalogue import TenantResumed, TenantSuspended
 from saas.common.migrations import find_alembic_ini, tenant_revisions, upgrade_tenant
 from saas.tenancy import backups, schema_rules, schemas
+from saas.tenancy.events import publish
 from saas.tenancy.settings import ToolSettings
 from saas.tenancy.store import records
 from saas.tenancy.store.tables import backups as backups_table
 
 RESTORABLE = frozenset({TenantStatus.READY, TenantStatus.SUSPENDED})
+OPERATOR = Actor.system("operator")  # `saas tenants suspend|resume`
 
 
 def _server(settings: ToolSettings) -> backups.Server:
@@ -114,9 +118,17 @@ async def set_status(slug: str, to: TenantStatus) -> str:
             if row is None or row.status == TenantStatus.DELETED.value:
                 raise click.ClickException(f"no tenant {slug!r}")
             try:
-                await records.move(session, row.id, to)
+                moved = await records.move(session, row.id, to)
             except ServiceError as exc:
                 raise click.ClickException(exc.message) from None
+            if moved is not None:  # in the same transaction: announced if and only if it moved
+                announce = TenantSuspended if to is TenantStatus.SUSPENDED else TenantResumed
+                await publish(
+                    session,
+                    announce(tenant_id=str(row.id), slug=slug),
+                    tenant_id=str(row.id),
+                    actor=OPERATOR,
+                )
             return row.status
     finally:
         await db.dispose()

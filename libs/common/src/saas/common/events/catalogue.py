@@ -303,6 +303,28 @@ class TenantDeleted(Payload):
 
 
 @event(
+    "tenant.suspended",
+    version=1,
+    owner="tenancy",
+    summary="An operator suspended a tenant: its data is refused to everyone until it is resumed.",
+)
+class TenantSuspended(Payload):
+    tenant_id: str
+    slug: str
+
+
+@event(
+    "tenant.resumed",
+    version=1,
+    owner="tenancy",
+    summary="An operator resumed a suspended tenant: it is ready again.",
+)
+class TenantResumed(Payload):
+    tenant_id: str
+    slug: str
+
+
+@event(
     "project.created", version=1, owner="tenancy", summary="A project was created inside a tenant."
 )
 class ProjectCreated(Payload):
