@@ -219,6 +219,7 @@ async def main(seconds: int, connections: int, log_level: str, py_spy: str | Non
             LOG_FORMAT="json",
             # Counted on every request, never reached: the limits are measured, not the refusals.
             RATE_LIMIT_USER="100000000/minute",
+            RATE_LIMIT_TENANT="100000000/minute",
             RATE_LIMIT_ANONYMOUS="100000000/minute",
         ) as bench:
             gateway = bench.children["gateway"]

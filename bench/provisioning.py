@@ -402,7 +402,7 @@ async def run(args: argparse.Namespace) -> None:
         servers_running(("postgres", "nats", "temporal")) as at,
         processes_running(at, PROCESSES) as children,
     ):
-        bench = Bench(at.folder, at.logins, at.nats_url, children, at.env)
+        bench = Bench(at.folder, at.logins, at.nats_url, children, at.env, at.server_processes())
         if args.together or args.sequential:
             await provisioning(args, bench, at.server_processes())
         if args.tenants:
