@@ -1,4 +1,4 @@
-"""The plain asyncpg connection is made with the arguments the engines pass asyncpg."""
+"""Every connection of ours, plain asyncpg or in an engine's pool, is made with the same arguments."""
 
 from __future__ import annotations
 
@@ -11,23 +11,37 @@ from saas.common.db import engine_options
 from saas.common.settings import DatabaseSettings, DatabaseSSLMode
 
 
-def comparable(arguments: dict) -> dict:
-    found = dict(arguments)
-    if isinstance(found["ssl"], ssl.SSLContext):
-        context = found["ssl"]
-        found["ssl"] = ("context", context.check_hostname, context.verify_mode)
-    return found
-
-
-@pytest.mark.parametrize("mode", list(DatabaseSSLMode))
 @pytest.mark.parametrize("role", [None, "tenancy_app"])
-def test_the_arguments_are_the_engines(mode, role):
-    settings = DatabaseSettings(
-        database_ssl_mode=mode, database_role=role, db_statement_timeout=2.5, db_lock_timeout=0
-    )
-    engines = dict(engine_options(settings, "x")["connect_args"])
-    engines.pop("prepared_statement_cache_size")  # SQLAlchemy's own, not asyncpg's
-    assert comparable(db_connect.connect_args(settings, "x")) == comparable(engines)
+def test_every_connection_has_no_statement_cache_and_the_settings_bounds(role):
+    settings = DatabaseSettings(database_role=role, db_statement_timeout=2.5, db_lock_timeout=0)
+    arguments = db_connect.connect_args(settings, "x")
+    assert arguments["statement_cache_size"] == 0
+    assert arguments["server_settings"] == {
+        "application_name": "x",
+        "statement_timeout": "2500",
+        "lock_timeout": "0",
+        "idle_in_transaction_session_timeout": "60000",
+        **({"role": role} if role else {}),
+    }
+    engines = engine_options(settings, "x")["connect_args"]
+    assert engines == {**arguments, "ssl": engines["ssl"], "prepared_statement_cache_size": 0}
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (DatabaseSSLMode.DISABLE, False),
+        (DatabaseSSLMode.PREFER, "prefer"),
+        (DatabaseSSLMode.REQUIRE, "require"),
+        (DatabaseSSLMode.VERIFY_CA, (False, ssl.CERT_REQUIRED)),
+        (DatabaseSSLMode.VERIFY_FULL, (True, ssl.CERT_REQUIRED)),
+    ],
+)
+def test_the_tls_mode_is_given_as_asyncpg_takes_it(mode, expected):
+    found = db_connect.ssl_argument(mode)
+    if isinstance(found, ssl.SSLContext):
+        found = (found.check_hostname, found.verify_mode)
+    assert found == expected
 
 
 def test_the_url_is_given_to_asyncpg_without_the_driver():

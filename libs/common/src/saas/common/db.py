@@ -12,7 +12,6 @@ rows would cost more.
 
 from __future__ import annotations
 
-import ssl as ssl_module
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -28,33 +27,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_
 
-from saas.common.settings import DatabaseSettings, DatabaseSSLMode
+from saas.common.db_connect import connect_args, ssl_argument
+from saas.common.settings import DatabaseSettings
 from saas.common.tenant_names import quote_schema, schema_for
-
-
-def _ssl_argument(mode: DatabaseSSLMode) -> Any:
-    if mode is DatabaseSSLMode.DISABLE:
-        return False
-    if mode in (DatabaseSSLMode.PREFER, DatabaseSSLMode.REQUIRE):
-        return mode.value  # asyncpg understands libpq's sslmode names
-    context = ssl_module.create_default_context()
-    context.check_hostname = mode is DatabaseSSLMode.VERIFY_FULL
-    return context
 
 
 def engine_options(settings: DatabaseSettings, application_name: str = "saas") -> dict[str, Any]:
     """Keyword arguments for `create_async_engine`, from the seed's pool settings."""
-    server_settings = {
-        "application_name": application_name,
-        "statement_timeout": _milliseconds(settings.db_statement_timeout),
-        "lock_timeout": _milliseconds(settings.db_lock_timeout),
-        "idle_in_transaction_session_timeout": _milliseconds(
-            settings.db_idle_in_transaction_timeout
-        ),
-    }
-    if settings.database_role:
-        # Sent at connection start-up: the session acts as this role, so privileges are the role's.
-        server_settings["role"] = settings.database_role
     return {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
@@ -64,17 +43,13 @@ def engine_options(settings: DatabaseSettings, application_name: str = "saas") -
         # A failed statement's message must not carry its parameters (emails, token hashes, ...)
         # into logs, readiness bodies or dead-letter headers.
         "hide_parameters": True,
+        # asyncpg's arguments as every connection of ours is made with (TLS, the role, the
+        # timeouts, no statement cache), and SQLAlchemy's own statement cache off as well.
         "connect_args": {
-            "statement_cache_size": 0,  # asyncpg
-            "prepared_statement_cache_size": 0,  # SQLAlchemy's asyncpg dialect
-            "ssl": _ssl_argument(settings.database_ssl_mode),
-            "server_settings": server_settings,
+            **connect_args(settings, application_name),
+            "prepared_statement_cache_size": 0,
         },
     }
-
-
-def _milliseconds(seconds: float) -> str:
-    return str(int(seconds * 1000))
 
 
 def create_engine(
@@ -155,7 +130,7 @@ class Database:
         cls, settings: DatabaseSettings, application_name: str = "saas", **overrides: Any
     ) -> Database:
         engine = create_engine(settings, application_name, **overrides)
-        return cls(engine, ssl=_ssl_argument(settings.database_ssl_mode))
+        return cls(engine, ssl=ssl_argument(settings.database_ssl_mode))
 
     async def connect_raw(self) -> asyncpg.Connection:
         """A connection outside the pool, for LISTEN (which must outlive any transaction)."""

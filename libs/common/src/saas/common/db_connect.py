@@ -1,7 +1,7 @@
 """A plain asyncpg connection with the arguments every connection of ours is made with, for code
 that needs a query or two and not SQLAlchemy (whose import alone takes about a second): the TLS
 mode, the role, the timeouts and no statement cache, as `saas.common.db.engine_options` passes
-them under `connect_args` (a unit test keeps the two equal).
+them under `connect_args`: it takes them from here.
 """
 
 from __future__ import annotations

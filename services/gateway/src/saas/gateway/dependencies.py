@@ -104,16 +104,12 @@ class Upstream:
     client_ip: str | None
     token: str | None = None
 
+    def _caller(self) -> dict[str, str | None]:
+        """Who asks, as every request to the service carries it."""
+        return {"request_id": self.request_id, "token": self.token, "client_ip": self.client_ip}
+
     async def __call__(self, operation: str, payload: BaseModel | None, reply: type[T]) -> T:
-        return await self.client.request(
-            self.service,
-            operation,
-            payload,
-            reply,
-            request_id=self.request_id,
-            token=self.token,
-            client_ip=self.client_ip,
-        )
+        return await self.client.request(self.service, operation, payload, reply, **self._caller())
 
     async def relay(
         self, operation: str, payload: BaseModel | None, reply: type[BaseModel]
@@ -122,15 +118,7 @@ class Upstream:
         serialised again: for routes whose reply is the operation's contract model itself,
         which the service's responder already holds it to (`BusClient.relay`). The route still
         declares `response_model=reply`, so the OpenAPI document says what is sent."""
-        data = await self.client.relay(
-            self.service,
-            operation,
-            payload,
-            reply,
-            request_id=self.request_id,
-            token=self.token,
-            client_ip=self.client_ip,
-        )
+        data = await self.client.relay(self.service, operation, payload, reply, **self._caller())
         return Response(data, media_type="application/json")
 
 
