@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Connection
 
+    from saas.common.settings import DatabaseSettings
+
 TENANT_SECTION = "tenant"
 TENANT_LOCK_LANE = "tenant-schema"
 
@@ -224,11 +226,8 @@ def migration_engine(database_url: str | None = None):
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from saas.common.db import engine_options
-    from saas.common.settings import DatabaseSettings
 
-    settings = (
-        DatabaseSettings() if database_url is None else DatabaseSettings(database_url=database_url)
-    )
+    settings = _settings(database_url)
     connect_args = engine_options(settings, "saas-migrations")["connect_args"]
     # A migration may take long (a backfill, an index); it still must not wait forever for a lock.
     connect_args["server_settings"]["statement_timeout"] = "0"
@@ -241,12 +240,17 @@ async def migration_connection(database_url: str | None = None) -> asyncpg.Conne
     """A plain asyncpg connection made as `migration_engine`'s are (no statement timeout), for
     reading versions without loading SQLAlchemy."""
     from saas.common.db_connect import connect
+
+    return await connect(_settings(database_url), "saas-migrations", statement_timeout="0")
+
+
+def _settings(database_url: str | None) -> DatabaseSettings:
+    """The environment's database settings, with `database_url` instead of its URL if given."""
     from saas.common.settings import DatabaseSettings
 
-    settings = (
+    return (
         DatabaseSettings() if database_url is None else DatabaseSettings(database_url=database_url)
     )
-    return await connect(settings, "saas-migrations", statement_timeout="0")
 
 
 def _migrate(

@@ -247,22 +247,24 @@ class DirectRoutes:
         by_template = (d.route.path for ds in self.templates.values() for _, d in ds)
         return {*self.table, *by_template}
 
+    def _find(self, path: str) -> tuple[_Direct, dict[str, str]] | None:
+        """The route called directly for `path`, with its path parameters."""
+        direct = self.table.get(path)
+        if direct is not None:
+            return direct, {}
+        for pattern, direct in self.templates.get(path.count("/"), ()):
+            match = pattern.match(path)
+            if match is not None:
+                return direct, match.groupdict()  # strings: str convertors only
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            path = scope["path"]
-            direct = self.table.get(path)
-            if direct is not None:
+            found = self._find(scope["path"])
+            if found is not None:
+                direct, scope["path_params"] = found
                 scope["route"] = direct.route
                 scope["endpoint"] = direct.endpoint
-                scope["path_params"] = {}
                 await direct(scope, receive, send)
                 return
-            for pattern, direct in self.templates.get(path.count("/"), ()):
-                match = pattern.match(path)
-                if match is not None:
-                    scope["route"] = direct.route
-                    scope["endpoint"] = direct.endpoint
-                    scope["path_params"] = match.groupdict()  # strings: str convertors only
-                    await direct(scope, receive, send)
-                    return
         await self.app(scope, receive, send)
