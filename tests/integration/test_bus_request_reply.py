@@ -277,6 +277,42 @@ async def test_the_caller_is_whoever_the_forwarded_token_proves(bus: Bus, tasks,
         await responder.stop_taking_requests()
 
 
+async def test_a_token_whose_keys_cannot_be_fetched_is_unavailable_not_unauthorized(
+    bus: Bus, tasks, unique
+):
+    """The JWKS comes over the bus from a service nobody answers for: every caller, the one that
+    started the fetch and the ones that waited for it, hears `service_unavailable`, never 401."""
+    keys = Keys()
+    kid = keys.add()
+    keyless = BusClient(bus, timeout=1)
+
+    async def jwks_from_nobody() -> dict:
+        reply = await keyless.request(f"nokeys{unique}", "jwks", Greet(name="x"), Greeting)
+        return reply.model_dump()
+
+    name = f"cold{unique}"
+    responder = Responder(name)
+
+    @responder.operation("whoami", Greet)
+    async def whoami(request: Greet, ctx: RequestContext) -> Greeting:
+        return Greeting(text=(await ctx.user()).user_id, request_id=ctx.request_id)
+
+    await responder.start(bus, tasks, verifier=TokenVerifier(jwks_from_nobody, POLICY))
+    client = BusClient(bus, timeout=2)
+    try:
+        outcomes = await asyncio.gather(
+            *(
+                client.request(name, "whoami", Greet(name="x"), Greeting, token=keys.sign(kid))
+                for _ in range(10)
+            ),
+            return_exceptions=True,
+        )
+        codes = [o.code if isinstance(o, ServiceError) else o for o in outcomes]
+        assert codes == [ErrorCode.SERVICE_UNAVAILABLE] * 10
+    finally:
+        await responder.stop_taking_requests()
+
+
 async def test_one_jetstream_context_per_connection(stack):
     bus = Bus(stack.nats_url, name="tests")
     await bus.connect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -144,6 +145,50 @@ async def test_a_flood_of_unknown_kids_fetches_the_jwks_once(keys, verifier):
     for _ in range(200):
         kid = attacker.add()
         assert await refused(verifier, attacker.sign(kid)) == "unknown_key"
+    assert keys.fetches == 1
+
+
+async def test_tokens_arriving_while_the_jwks_is_fetched_wait_for_it_instead_of_failing(keys):
+    """A cold gateway under load: the first token starts the fetch, the rest must not be refused
+    as `unknown_key` just because a fetch began a moment ago and has not answered yet."""
+    kid = keys.add()
+    fetched = asyncio.Event()
+
+    async def slow_jwks() -> dict:
+        await fetched.wait()
+        return await keys.jwks()
+
+    verifier = TokenVerifier(slow_jwks, POLICY, min_refresh_interval=60)
+    waiting = [asyncio.create_task(verifier.verify(keys.sign(kid))) for _ in range(20)]
+    await asyncio.sleep(0.01)  # every one of them is past its cache lookup and waits
+    fetched.set()
+    claims = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [c.user_id if not isinstance(c, BaseException) else c for c in claims] == ["user-1"] * 20
+    assert keys.fetches == 1
+
+
+async def test_a_failed_fetch_fails_the_tokens_that_waited_for_it_and_is_tried_again_later(
+    keys,
+):
+    kid = keys.add()
+    answers: list = [ConnectionError("identity is down")]
+
+    async def flaky_jwks() -> dict:
+        await asyncio.sleep(0.01)
+        if answers:
+            raise answers.pop()
+        return await keys.jwks()
+
+    verifier = TokenVerifier(flaky_jwks, POLICY, min_refresh_interval=60, retry_after_failure=0.2)
+    first = await asyncio.gather(
+        *(verifier.verify(keys.sign(kid)) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, ConnectionError) for r in first), first  # never a 401 for them
+    assert keys.fetches == 0
+    with pytest.raises(ConnectionError):  # straight after, the failure answers without a fetch
+        await verifier.verify(keys.sign(kid))
+    await asyncio.sleep(0.25)
+    assert (await verifier.verify(keys.sign(kid))).user_id == "user-1"
     assert keys.fetches == 1
 
 

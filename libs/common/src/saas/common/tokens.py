@@ -76,15 +76,19 @@ class TokenVerifier:
         policy: TokenPolicy,
         *,
         min_refresh_interval: float = 10.0,
+        retry_after_failure: float = 1.0,
         cache_size: int = 10_000,
     ) -> None:
         self._fetch = fetch_jwks
         self.policy = policy
         self.min_refresh_interval = min_refresh_interval
+        self.retry_after_failure = retry_after_failure
         self.cache_size = cache_size
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
-        self._refreshing: asyncio.Lock | None = None
+        self._fetching: asyncio.Task[None] | None = None
+        self._failure: Exception | None = None
+        self._failed_at = float("-inf")
         self._verified: dict[str, Claims] = {}
 
     async def verify(self, token: str) -> Claims:
@@ -157,7 +161,7 @@ class TokenVerifier:
 
     async def _key(self, kid: str) -> jwt.PyJWK:
         key = self._keys.get(kid)
-        if key is None and time.monotonic() - self._fetched_at >= self.min_refresh_interval:
+        if key is None:
             await self._refresh()
             key = self._keys.get(kid)
         if key is None:
@@ -165,13 +169,32 @@ class TokenVerifier:
         return key
 
     async def _refresh(self) -> None:
-        if self._refreshing is None:
-            self._refreshing = asyncio.Lock()
-        async with self._refreshing:
-            if time.monotonic() - self._fetched_at < self.min_refresh_interval:
-                return  # another caller refreshed while this one waited
-            self._fetched_at = time.monotonic()  # even a failed fetch counts: no hammering
-            self._keys = keys_from_jwks(await self._fetch())
+        """Fetch the JWKS for a kid not in hand: at most once per `min_refresh_interval` after a
+        fetch that worked (a flood of made-up kids costs one fetch), again `retry_after_failure`
+        after one that failed (until then its error is the answer: the keys cannot be known, which
+        is not the token's fault). Tokens that come while a fetch is under way wait for it and
+        share its outcome, so a cold process under load refuses none of them."""
+        fetching = self._fetching
+        if fetching is None:
+            now = time.monotonic()
+            if self._failure is not None and now - self._failed_at < self.retry_after_failure:
+                raise self._failure.with_traceback(None)
+            if now - self._fetched_at < self.min_refresh_interval:
+                return
+            fetching = self._fetching = asyncio.get_running_loop().create_task(self._fetch_keys())
+        await asyncio.shield(fetching)  # a waiter that gives up does not cancel the others' fetch
+        if self._failure is not None:
+            raise self._failure.with_traceback(None)
+
+    async def _fetch_keys(self) -> None:
+        try:
+            keys = keys_from_jwks(await self._fetch())
+        except Exception as exc:  # handed to every waiter by `_refresh`
+            self._failure, self._failed_at = exc, time.monotonic()
+        else:
+            self._keys, self._failure, self._fetched_at = keys, None, time.monotonic()
+        finally:
+            self._fetching = None
 
     def use_source(self, fetch: FetchJwks) -> None:
         self._fetch = fetch
@@ -182,6 +205,7 @@ class TokenVerifier:
         self._keys.clear()
         self._verified.clear()
         self._fetched_at = float("-inf")
+        self._failure = None
 
 
 def keys_from_jwks(jwks: dict[str, Any]) -> dict[str, jwt.PyJWK]:
