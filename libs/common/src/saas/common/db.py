@@ -12,6 +12,7 @@ rows would cost more.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -191,6 +192,20 @@ class Database:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+    async def warm(self, count: int) -> int:
+        """Open `count` connections at once and give them back to the pool, which keeps them
+        (up to its size). Returns how many opened; one that fails is not retried."""
+        opened = await asyncio.gather(
+            *(self.engine.connect().start() for _ in range(count)), return_exceptions=True
+        )
+        connections = [c for c in opened if isinstance(c, AsyncConnection)]
+        for connection in connections:
+            await connection.close()
+        failures = [c for c in opened if isinstance(c, BaseException)]
+        if failures and not connections:
+            raise failures[0]
+        return len(connections)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

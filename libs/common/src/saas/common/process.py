@@ -123,6 +123,7 @@ class ServiceProcess:
         self._started: list[Component] = []
         self._starting: asyncio.Task[None] | None = None
         self._draining: asyncio.Task[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         self._db: Database | None = None
         self._bus: Bus | None = None
         self._client: BusClient | None = None
@@ -255,6 +256,10 @@ class ServiceProcess:
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
         """Connect and start everything, each step retried with backoff until it succeeds."""
+        if self._db is not None and isinstance(self.settings, DatabaseSettings):
+            self._warming = asyncio.get_running_loop().create_task(
+                self._warm_pool(self._db, self.settings), name="warm database pool"
+            )
         if self._bus is not None:
             await self._until_done("nats", self._bus.connect)
         if self._temporal is not None:
@@ -270,6 +275,26 @@ class ServiceProcess:
         settle_heap()
         self.health.started = True
         log.info("process started", version=self.version)
+
+    @property
+    def warming(self) -> asyncio.Task[None] | None:
+        """The opening of the database pool's first connections, beside the start-up steps."""
+        return self._warming
+
+    @staticmethod
+    async def _warm_pool(db: Database, settings: DatabaseSettings) -> None:
+        """Best effort, beside the start-up steps: a database that is not there yet is waited for
+        by the readiness check, and the pool then opens connections as work needs them."""
+        wanted = settings.db_pool_size if settings.db_pool_min is None else settings.db_pool_min
+        wanted = min(wanted, settings.db_pool_size)
+        if wanted <= 0:
+            return
+        try:
+            opened = await db.warm(wanted)
+        except Exception as exc:
+            log.warning("could not open the database pool's connections", error=repr(exc))
+        else:
+            log.info("database pool opened", connections=opened)
 
     async def _until_done(self, step: str, action: Callable[[], Awaitable[Any]]) -> None:
         attempt = 0
@@ -339,6 +364,9 @@ class ServiceProcess:
             closing.append(("temporal", self._temporal.close()))
         if self._bus is not None:
             closing.append(("nats", self._bus.close()))
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
         if self._db is not None:
             closing.append(("database", self._db.dispose()))
         for what, work in closing:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from saas.common.events.relay import OutboxRelay
-from saas.common.process import ServiceProcess
+from saas.common.process import ServerOptions, ServiceProcess
 from saas.tenancy import __version__, handlers
 from saas.tenancy.cli import TENANCY
 from saas.tenancy.deps import Deps
@@ -21,6 +21,7 @@ def build(settings: ServiceSettings | None = None) -> ServiceProcess:
 def wire(settings: ServiceSettings) -> tuple[ServiceProcess, Deps]:
     """The process and what its use cases share (tests reach the caches)."""
     process = ServiceProcess(TENANCY, __version__, settings)
+    process.server = ServerOptions(loop="uvloop")  # see pyproject.toml
     deps = Deps.build(process.db, process.client, process.temporal, settings)
     handlers.register(process.responder, deps)
     process.add(OutboxRelay.for_process(process, SCHEMA))

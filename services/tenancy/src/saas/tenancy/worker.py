@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from saas.common.migrations import find_alembic_ini
-from saas.common.process import ServiceProcess
+from saas.common.process import ServerOptions, ServiceProcess
 from saas.common.settings import AppEnv
 from saas.common.temporal import TemporalWorker
 from saas.tenancy import __version__
@@ -23,6 +23,7 @@ __all__ = ["WorkerSettings", "build"]
 def build(settings: WorkerSettings | None = None) -> ServiceProcess:
     settings = settings or WorkerSettings.load()
     process = ServiceProcess(WORKER, __version__, settings)
+    process.server = ServerOptions(loop="uvloop")  # see pyproject.toml
     faults = settings.tenancy_test_faults if settings.app_env is AppEnv.TEST else None
     steps = TenantSteps(
         process.db,
