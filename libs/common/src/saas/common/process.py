@@ -365,6 +365,9 @@ class ServiceProcess:
         if self._bus is not None:
             closing.append(("nats", self._bus.close()))
         if self._warming is not None and not self._warming.done():
+            # Let connections being opened arrive and go back to the pool (cancelled half-way,
+            # one would be left for the garbage collector); a database that hangs is given up on.
+            await asyncio.wait({self._warming}, timeout=min(2.0, self.settings.shutdown_timeout))
             self._warming.cancel()
             await asyncio.gather(self._warming, return_exceptions=True)
         if self._db is not None:
