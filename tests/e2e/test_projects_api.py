@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from saas.common.db_roles import TENANCY
+from saas.common.tenant_names import schema_for
 from tests.support.api import API, running_api
 from tests.support.tenants import announced, sql, wait_for
 
@@ -375,3 +376,30 @@ def test_an_illegal_move_asked_by_an_operator_is_refused_and_changes_nothing(api
     assert sql("SELECT status FROM public.tenants WHERE slug = :s", s=slug) == [("failed",)]
     hostile = saas_tenants(stack, "resume", "acme; DROP SCHEMA public")
     assert hostile.returncode != 0 and "SLUG" in hostile.stderr
+
+
+def test_a_schema_dropped_under_a_ready_tenant_is_not_found_not_a_500(api):
+    """The superuser drops the schema behind tenancy's back (its cache still says ready): every
+    project route answers 404 `not_found`, reads (the read-only path) and writes alike."""
+    owner = api.login(api.sign_up())
+    slug = f"gone-{uuid.uuid4().hex[:8]}"
+    made = api.http.post(f"{API}/tenants", json={"slug": slug, "name": slug}, headers=bearer(owner))
+    assert made.status_code == 202
+    wait_for(
+        f"{slug} ready",
+        lambda: (
+            api.http.get(f"{API}/tenants/{slug}", headers=bearer(owner)).json()["status"] == "ready"
+        ),
+    )
+    project = api.http.post(projects_url(slug), json={"name": "p"}, headers=bearer(owner)).json()
+    assert api.http.get(projects_url(slug), headers=bearer(owner)).status_code == 200  # cached
+    sql(f'DROP SCHEMA "{schema_for(slug)}" CASCADE')
+    for method, url, body in (
+        ("GET", projects_url(slug), None),
+        ("GET", projects_url(slug, project["id"]), None),
+        ("PATCH", projects_url(slug, project["id"]), {"name": "q"}),
+        ("POST", projects_url(slug), {"name": "r"}),
+    ):
+        answer = api.http.request(method, url, json=body, headers=bearer(owner))
+        assert answer.status_code == 404, (method, url, answer.status_code, answer.text)
+        assert answer.json()["code"] == "not_found"

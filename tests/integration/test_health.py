@@ -123,9 +123,7 @@ async def _connections_of(db, name: str) -> int:
         return found.scalar_one()
 
 
-async def test_a_process_opens_its_pool_as_it_starts_and_keeps_the_connections(
-    stack, started, db
-):
+async def test_a_process_opens_its_pool_as_it_starts_and_keeps_the_connections(stack, started, db):
     process = await started(Pooled.load(db_pool_size=5, db_pool_min=3))
     await process.warming
     pool = process.db.engine.pool

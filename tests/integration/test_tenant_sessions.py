@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import subprocess
 import sys
 import uuid
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from saas.common.db import Database
+from saas.common.events.faults import sqlstate
 from saas.common.migrations import find_alembic_ini, tenant_revisions, upgrade_tenant
 from saas.common.settings import DatabaseSettings
 from saas.common.tenant_names import InvalidSlugError, schema_for
@@ -103,6 +107,87 @@ async def test_unknown_or_hostile_slugs_never_reach_sql(one_connection_db):
         with pytest.raises(InvalidSlugError):
             async with one_connection_db.get_tenant_session(slug):
                 pass
+
+
+# -- read only: the reader ------------------------------------------------------------------------
+NAMES = sa.select(sa.column("name")).select_from(sa.table("projects")).order_by(sa.column("name"))
+NAMED = NAMES.where(sa.column("name") == sa.bindparam("name"))
+
+
+async def test_a_reader_reads_its_tenant_only_and_leaves_the_connection_clean(
+    one_connection_db, two_tenants
+):
+    alpha, beta = two_tenants
+    await insert_project(one_connection_db, alpha, "read-alpha")
+    await insert_project(one_connection_db, beta, "read-beta")
+    async with one_connection_db.get_tenant_session(alpha, read_only=True) as reader:
+        names = [r["name"] for r in await reader.all(NAMES)]
+        one = await reader.one_or_none(NAMED, {"name": "read-alpha"})
+        other = await reader.one_or_none(NAMED, {"name": "read-beta"})
+    assert "read-alpha" in names and "read-beta" not in names
+    assert one["name"] == "read-alpha" and other is None
+    assert names == sorted(await project_names(one_connection_db, alpha))  # as the session reads
+    async with one_connection_db.engine.connect() as conn:  # the pool's one connection
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert not raw.is_in_transaction()
+        assert "tenant_" not in (await conn.execute(text("SHOW search_path"))).scalar_one()
+
+
+async def test_a_reader_cannot_write(one_connection_db, two_tenants):
+    insert = sa.insert(sa.table("projects", sa.column("id"), sa.column("name"))).values(
+        id=sa.bindparam("id"), name=sa.bindparam("name")
+    )
+    with pytest.raises(DBAPIError) as refused:
+        async with one_connection_db.get_tenant_session(two_tenants[0], read_only=True) as reader:
+            await reader.all(insert, {"id": uuid.uuid4(), "name": "sneaky"})
+    assert sqlstate(refused.value) == "25006"  # read_only_sql_transaction
+    assert "sneaky" not in await project_names(one_connection_db, two_tenants[0])
+
+
+async def test_a_reader_raises_errors_as_the_session_does_and_recovers(
+    one_connection_db, two_tenants
+):
+    missing = sa.select(sa.column("x")).select_from(sa.table("no_such_table"))
+    with pytest.raises(DBAPIError) as failed:
+        async with one_connection_db.get_tenant_session(two_tenants[0], read_only=True) as reader:
+            await reader.all(missing)
+    assert sqlstate(failed.value) == "42P01"  # what tenancy turns into "no such tenant"
+    with pytest.raises(RuntimeError):
+        async with one_connection_db.get_tenant_session(two_tenants[0], read_only=True) as reader:
+            await reader.all(NAMES)
+            raise RuntimeError("the handler failed after reading")
+    async with one_connection_db.get_tenant_session(two_tenants[1], read_only=True) as reader:
+        assert await reader.all(NAMES) is not None  # the one connection is usable again
+
+
+async def test_a_reader_cancelled_mid_statement_never_pools_a_connection_in_a_transaction(
+    one_connection_db, two_tenants
+):
+    slow = sa.select(sa.func.pg_sleep(5))
+
+    async def read() -> None:
+        async with one_connection_db.get_tenant_session(two_tenants[0], read_only=True) as reader:
+            await reader.all(slow)
+
+    task = asyncio.create_task(read())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with one_connection_db.get_tenant_session(two_tenants[1], read_only=True) as reader:
+        assert (await reader.one_or_none(sa.select(sa.literal(1).label("one"))))["one"] == 1
+
+
+async def test_a_reader_refuses_statements_whose_values_sqlalchemy_converts(
+    one_connection_db, two_tenants
+):
+    class Colour(enum.Enum):
+        RED = "red"
+
+    converted = sa.select(sa.cast(sa.literal("red"), sa.Enum(Colour, name="colour")))
+    async with one_connection_db.get_tenant_session(two_tenants[0], read_only=True) as reader:
+        with pytest.raises(TypeError, match="through the session"):
+            await reader.all(converted)
 
 
 async def test_statement_caches_are_off(one_connection_db):

@@ -5,7 +5,8 @@
 2. What they may do: the rules below, pure and unit-tested. Members read and create; a
    project's creator, admins and owners change it; admins and owners delete it.
 3. The data: only through `db.get_tenant_session(slug)`, one transaction whose search path is
-   the tenant's schema alone (tables are unqualified, nothing else is reachable by name).
+   the tenant's schema alone (tables are unqualified, nothing else is reachable by name). Reads
+   take it `read_only`: a READ ONLY transaction whose statements skip SQLAlchemy's session.
 4. Events: in that same transaction, through tenancy's outbox (`project.created`, ...).
 
 Pages are newest first, by `(created_at, id)` (an index covers it), with an opaque cursor.
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -34,6 +36,7 @@ from saas.common.contracts.tenancy import (
     Projects,
     UpdateProject,
 )
+from saas.common.db import TenantReader
 from saas.common.errors import ErrorCode, ServiceError
 from saas.common.events import Actor
 from saas.common.events.catalogue import ProjectCreated, ProjectDeleted, ProjectUpdated
@@ -103,25 +106,41 @@ def project_id(value: str) -> uuid.UUID:
         raise ServiceError(ErrorCode.NOT_FOUND, NO_SUCH_PROJECT) from None
 
 
-def as_project(row) -> Project:
+def as_project(row: Mapping[str, Any]) -> Project:
+    """A project from a row of COLUMNS: a reader's record, or a session's row `._mapping`."""
     return Project(
-        id=str(row.id),
-        name=row.name,
-        description=row.description,
-        created_by=str(row.created_by),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=str(row["id"]),
+        name=row["name"],
+        description=row["description"],
+        created_by=str(row["created_by"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
 # -- the tenant's data ---------------------------------------------------------------------------
 @asynccontextmanager
 async def tenant_data(deps: Deps, access: Access) -> AsyncIterator[AsyncSession]:
-    """The tenant's session; a schema dropped since the tenant was looked up (it was being
-    deleted) is `not_found`, not an internal error."""
-    try:
+    """The tenant's session, to change its data."""
+    async with _schema_still_there(deps, access):
         async with deps.db.get_tenant_session(access.tenant.slug) as session:
             yield session
+
+
+@asynccontextmanager
+async def tenant_reads(deps: Deps, access: Access) -> AsyncIterator[TenantReader]:
+    """The tenant's data, read only."""
+    async with _schema_still_there(deps, access):
+        async with deps.db.get_tenant_session(access.tenant.slug, read_only=True) as reader:
+            yield reader
+
+
+@asynccontextmanager
+async def _schema_still_there(deps: Deps, access: Access) -> AsyncIterator[None]:
+    """A schema dropped since the tenant was looked up (it was being deleted) is `not_found`,
+    not an internal error."""
+    try:
+        yield
     except DBAPIError as exc:
         if sqlstate(exc) != UNDEFINED_TABLE:
             raise
@@ -147,13 +166,13 @@ async def list_projects(deps: Deps, ctx: RequestContext, request: ListProjects) 
     if request.cursor:
         query = PAGE_BEFORE
         values["created_at"], values["id"] = decode_cursor(request.cursor)
-    async with tenant_data(deps, access) as session:
-        rows = (await session.execute(query, values)).all()
+    async with tenant_reads(deps, access) as reader:
+        rows = await reader.all(query, values)
     page = rows[: request.limit]
     more = len(rows) > request.limit
     return Projects(
         items=[as_project(r) for r in page],
-        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+        next_cursor=encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None,
     )
 
 
@@ -181,14 +200,17 @@ async def create_project(deps: Deps, ctx: RequestContext, request: CreateProject
             correlation_id=ctx.request_id,
             subject=str(row.id),
         )
-    return as_project(row)
+    return as_project(row._mapping)
 
 
 async def get_project(deps: Deps, ctx: RequestContext, request: ProjectRef) -> Project:
     access = await deps.access.require(ctx, request.slug, MEMBERS)
     pid = project_id(request.project_id)
-    async with tenant_data(deps, access) as session:
-        return as_project(await _one(session, pid))
+    async with tenant_reads(deps, access) as reader:
+        row = await reader.one_or_none(ONE, {"id": pid})
+    if row is None:
+        raise ServiceError(ErrorCode.NOT_FOUND, NO_SUCH_PROJECT)
+    return as_project(row)
 
 
 async def update_project(deps: Deps, ctx: RequestContext, request: UpdateProject) -> Project:
@@ -206,7 +228,7 @@ async def update_project(deps: Deps, ctx: RequestContext, request: UpdateProject
             )
         changed = sorted(f for f, v in changes.items() if getattr(current, f) != v)
         if not changed:
-            return as_project(current)
+            return as_project(current._mapping)
         row = (
             await session.execute(
                 sa.update(projects)
@@ -226,7 +248,7 @@ async def update_project(deps: Deps, ctx: RequestContext, request: UpdateProject
             correlation_id=ctx.request_id,
             subject=str(pid),
         )
-    return as_project(row)
+    return as_project(row._mapping)
 
 
 async def delete_project(deps: Deps, ctx: RequestContext, request: ProjectRef) -> Done:
