@@ -51,6 +51,7 @@ bench: install
 	$(VENV)/bin/python bench/identity.py --via gateway
 	$(VENV)/bin/python bench/gateway.py
 	$(VENV)/bin/python bench/provisioning.py
+	$(VENV)/bin/python bench/tenant_reads.py
 
 asyncapi: install
 	$(VENV)/bin/saas events asyncapi -o docs/asyncapi.json
