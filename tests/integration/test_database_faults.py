@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
+import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy import event, text
 
 from saas.common.db import Database
 from saas.common.events.faults import fault_of, is_outage
+from saas.common.migrations import find_alembic_ini, upgrade_tenant
 from saas.common.settings import DatabaseSettings
+from saas.common.tenant_names import schema_for
 from tests.support.events import scratch_schema
 
 
@@ -102,6 +106,31 @@ async def test_a_pooled_connection_the_server_ended_is_replaced_before_it_is_use
             await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
         async with pooled.session() as session:  # the pre-ping finds it dead: a new one
             second = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert second != first
+    finally:
+        await pooled.dispose()
+
+
+async def test_a_tenant_reader_whose_connection_the_server_ends_fails_once_then_works(db, stack):
+    """The superuser ends the reader's connection in the middle of its transaction: that read
+    fails as a disconnect (an outage, which callers retry), the connection is thrown away, and
+    the next read gets a new one."""
+    slug = f"reader-{uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(upgrade_tenant, find_alembic_ini(), schema_for(slug))
+    pooled = Database.from_settings(
+        DatabaseSettings.load(database_url=stack.database_admin_url), pool_size=1, max_overflow=0
+    )
+    whose = sa.select(sa.func.pg_backend_pid().label("pid"))
+    try:
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as caught:
+            async with pooled.get_tenant_session(slug, read_only=True) as reader:
+                first = (await reader.one_or_none(whose))["pid"]
+                async with db.session() as admin:
+                    await admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first})
+                await reader.all(whose)
+        assert caught.value.connection_invalidated and is_outage(caught.value)
+        async with pooled.get_tenant_session(slug, read_only=True) as reader:
+            second = (await reader.one_or_none(whose))["pid"]
         assert second != first
     finally:
         await pooled.dispose()
