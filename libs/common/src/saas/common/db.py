@@ -264,21 +264,15 @@ class Database:
 
     @asynccontextmanager
     async def _reader(self, begin: str) -> AsyncIterator[TenantReader]:
-        async with self.engine.connect() as conn:
-            raw = conn.sync_connection.connection  # checked out: no I/O to get it
+        async with self._begun(begin) as (conn, raw):
             driver = raw.driver_connection
-            await _simple(conn, raw, begin)
             try:
                 yield TenantReader(conn, raw, self._statements)
             except BaseException:
                 with suppress(Exception):
                     await driver.execute("ROLLBACK")
                 raise
-            else:
-                await _simple(conn, raw, "COMMIT")
-            finally:
-                if not driver.is_closed() and driver.is_in_transaction():
-                    driver.terminate()
+            await _simple(conn, raw, "COMMIT")
 
     @asynccontextmanager
     async def _transaction(self, begin: str) -> AsyncIterator[AsyncSession]:
@@ -288,14 +282,10 @@ class Database:
         each through a greenlet switch. Here BEGIN (with the tenant's search path) is one, and
         SQLAlchemy is told the transaction exists (`_Begun`), so its commit and rollback, and
         everything hooked to them (`after_commit`, error translation, invalidating a broken
-        connection), work as ever, each one simple query. A connection that could not roll back
-        (its statement cancelled half-way, say) is closed, never handed back to the pool inside
-        a transaction.
+        connection), work as ever, each one simple query.
         """
-        async with self.engine.connect() as conn:
-            raw = conn.sync_connection.connection  # checked out: no I/O to get it
+        async with self._begun(begin) as (conn, raw):
             adapted, driver = raw.dbapi_connection, raw.driver_connection
-            await _simple(conn, raw, begin)
             adapted._transaction = _Begun(driver)
             try:
                 async with AsyncSession(bind=conn, expire_on_commit=False) as session:
@@ -310,6 +300,18 @@ class Database:
                     with suppress(Exception):
                         await driver.execute("ROLLBACK")
                 raise
+
+    @asynccontextmanager
+    async def _begun(self, begin: str) -> AsyncIterator[tuple[AsyncConnection, Any]]:
+        """A pooled connection in the transaction `begin` opened (one simple query), and its
+        pool record. A connection still in a transaction at the end (one that could not roll
+        back: its statement cancelled half-way, say) is closed, never handed back to the pool."""
+        async with self.engine.connect() as conn:
+            raw = conn.sync_connection.connection  # checked out: no I/O to get it
+            driver = raw.driver_connection  # kept: an invalidated record lets go of it
+            await _simple(conn, raw, begin)
+            try:
+                yield conn, raw
             finally:
                 if not driver.is_closed() and driver.is_in_transaction():
                     driver.terminate()
