@@ -111,29 +111,25 @@ async def test_a_pooled_connection_the_server_ended_is_replaced_before_it_is_use
         await pooled.dispose()
 
 
-async def test_a_tenant_reader_whose_connection_the_server_ends_fails_once_then_works(db, stack):
+async def test_a_tenant_reader_whose_connection_the_server_ends_fails_once_then_works(
+    db, one_connection
+):
     """The superuser ends the reader's connection in the middle of its transaction: that read
     fails as a disconnect (an outage, which callers retry), the connection is thrown away, and
     the next read gets a new one."""
     slug = f"reader-{uuid.uuid4().hex[:6]}"
     await asyncio.to_thread(upgrade_tenant, find_alembic_ini(), schema_for(slug))
-    pooled = Database.from_settings(
-        DatabaseSettings.load(database_url=stack.database_admin_url), pool_size=1, max_overflow=0
-    )
     whose = sa.select(sa.func.pg_backend_pid().label("pid"))
-    try:
-        with pytest.raises(sqlalchemy.exc.DBAPIError) as caught:
-            async with pooled.get_tenant_session(slug, read_only=True) as reader:
-                first = (await reader.one_or_none(whose))["pid"]
-                async with db.session() as admin:
-                    await admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first})
-                await reader.all(whose)
-        assert caught.value.connection_invalidated and is_outage(caught.value)
-        async with pooled.get_tenant_session(slug, read_only=True) as reader:
-            second = (await reader.one_or_none(whose))["pid"]
-        assert second != first
-    finally:
-        await pooled.dispose()
+    with pytest.raises(sqlalchemy.exc.DBAPIError) as caught:
+        async with one_connection.get_tenant_session(slug, read_only=True) as reader:
+            first = (await reader.one_or_none(whose))["pid"]
+            async with db.session() as admin:
+                await admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first})
+            await reader.all(whose)
+    assert caught.value.connection_invalidated and is_outage(caught.value)
+    async with one_connection.get_tenant_session(slug, read_only=True) as reader:
+        second = (await reader.one_or_none(whose))["pid"]
+    assert second != first
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -49,6 +49,7 @@ from saas.tenancy.store.records import NO_SUCH_TENANT
 from saas.tenancy.store.tables import projects
 
 NO_SUCH_PROJECT = "no such project"
+R = TypeVar("R")
 UNDEFINED_TABLE = "42P01"
 COLUMNS = (
     projects.c.id,
@@ -149,7 +150,10 @@ async def _schema_still_there(deps: Deps, access: Access) -> AsyncIterator[None]
 
 
 async def _one(session: AsyncSession, pid: uuid.UUID, *, lock: bool = False):
-    row = (await session.execute(ONE_LOCKED if lock else ONE, {"id": pid})).one_or_none()
+    return _found((await session.execute(ONE_LOCKED if lock else ONE, {"id": pid})).one_or_none())
+
+
+def _found(row: R | None) -> R:
     if row is None:
         raise ServiceError(ErrorCode.NOT_FOUND, NO_SUCH_PROJECT)
     return row
@@ -207,10 +211,7 @@ async def get_project(deps: Deps, ctx: RequestContext, request: ProjectRef) -> P
     access = await deps.access.require(ctx, request.slug, MEMBERS)
     pid = project_id(request.project_id)
     async with tenant_reads(deps, access) as reader:
-        row = await reader.one_or_none(ONE, {"id": pid})
-    if row is None:
-        raise ServiceError(ErrorCode.NOT_FOUND, NO_SUCH_PROJECT)
-    return as_project(row)
+        return as_project(_found(await reader.one_or_none(ONE, {"id": pid})))
 
 
 async def update_project(deps: Deps, ctx: RequestContext, request: UpdateProject) -> Project:
